@@ -1,0 +1,132 @@
+"""WGAN-GP (Gulrajani et al. 2017) as a Keras model, with the release's hyper-parameters.
+
+The release computed the gradient-penalty norm over one spatial axis only; here it is the L2
+norm over all non-batch axes, with one uniform interpolation coefficient per example.
+"""
+
+import keras
+import tensorflow as tf
+
+from defense_gan import checkpoints, networks
+
+
+def critic_wasserstein_loss(d_real: tf.Tensor, d_fake: tf.Tensor) -> tf.Tensor:
+    """Critic loss without penalty: E[D(fake)] - E[D(real)]. Scores float32 [N]."""
+    return tf.reduce_mean(d_fake) - tf.reduce_mean(d_real)
+
+
+def generator_loss(d_fake: tf.Tensor) -> tf.Tensor:
+    """Generator loss: -E[D(G(z))]."""
+    return -tf.reduce_mean(d_fake)
+
+
+def gradient_penalty(critic, real: tf.Tensor, fake: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] at x_hat = real + alpha (fake - real).
+
+    real, fake: float32 [N, ...]; alpha: float32 [N] in [0, 1], one per example. The norm is
+    taken over all non-batch axes.
+    """
+    alpha = tf.reshape(alpha, [-1] + [1] * (len(real.shape) - 1))
+    x_hat = real + alpha * (fake - real)
+    with tf.GradientTape() as tape:
+        tape.watch(x_hat)
+        scores = critic(x_hat, training=True)
+    grads = tape.gradient(scores, x_hat)
+    axes = list(range(1, len(grads.shape)))
+    norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=axes) + 1e-12)
+    return tf.reduce_mean(tf.square(norms - 1.0))
+
+
+class WGAN(keras.Model):
+    """Generator + critic trained with WGAN-GP.
+
+    `train_step(real)` takes real: float32 [critic_iters, batch, H, W, C] in [0, 1] (a fresh
+    batch for every critic step, as the release) and runs `critic_iters` critic updates then
+    one generator update. Noise comes from `self.rng` (a checkpointed tf.random.Generator), so
+    a resumed run continues the same random stream.
+    """
+
+    def __init__(self, generator, critic, latent_dim=128, critic_iters=5, gp_weight=10.0,
+                 seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.critic = critic
+        self.latent_dim = latent_dim
+        self.critic_iters = critic_iters
+        self.gp_weight = gp_weight
+        self.rng = tf.random.Generator.from_seed(seed)
+
+    def compile(self, g_optimizer, d_optimizer, **kwargs):
+        super().compile(**kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+
+    def call(self, z, training=False):
+        return self.generator(z, training=training)
+
+    def _critic_step(self, real):
+        batch = tf.shape(real)[0]
+        z = self.rng.normal([batch, self.latent_dim])
+        alpha = self.rng.uniform([batch])
+        with tf.GradientTape() as tape:
+            fake = self.generator(z, training=True)
+            d_real = self.critic(real, training=True)
+            d_fake = self.critic(fake, training=True)
+            gp = gradient_penalty(self.critic, real, fake, alpha)
+            wasserstein = critic_wasserstein_loss(d_real, d_fake)
+            d_loss = wasserstein + self.gp_weight * gp
+        grads = tape.gradient(d_loss, self.critic.trainable_variables)
+        self.d_optimizer.apply_gradients(zip(grads, self.critic.trainable_variables))
+        return d_loss, gp, -wasserstein
+
+    def _generator_step(self, batch):
+        z = self.rng.normal([batch, self.latent_dim])
+        with tf.GradientTape() as tape:
+            g_loss = generator_loss(self.critic(self.generator(z, training=True), training=True))
+        grads = tape.gradient(g_loss, self.generator.trainable_variables)
+        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
+        return g_loss
+
+    def train_step(self, real):
+        for i in range(self.critic_iters):
+            d_loss, gp, w_dist = self._critic_step(real[i])
+        g_loss = self._generator_step(tf.shape(real)[1])
+        return {"critic_loss": d_loss, "generator_loss": g_loss, "gradient_penalty": gp,
+                "wasserstein": w_dist}
+
+
+def build_wgan(latent_dim=128, critic_iters=5, gp_weight=10.0, lr=1e-4, seed=0,
+               precision="float32", image_shape=networks.MNIST_SHAPE) -> WGAN:
+    """The one place that creates the GAN's models and optimizers (wrap in a strategy scope to
+    distribute). Variables, optimizer slots included, exist on return, so checkpoints restore
+    eagerly and strictly."""
+    keras.utils.set_random_seed(seed)
+    generator = networks.build(networks.Generator(latent_dim, precision=precision),
+                               (latent_dim,))
+    critic = networks.build(networks.Critic(precision=precision), image_shape)
+    gan = WGAN(generator, critic, latent_dim, critic_iters, gp_weight, seed)
+    adam = lambda: keras.optimizers.Adam(lr, beta_1=0.5, beta_2=0.9)  # noqa: E731
+    gan.compile(g_optimizer=adam(), d_optimizer=adam())
+    gan.g_optimizer.build(generator.trainable_variables)
+    gan.d_optimizer.build(critic.trainable_variables)
+    return gan
+
+
+GENERATOR_ARCHITECTURE = "release_mnist_generator"  # names the layout in manifests
+
+
+def load_generator(folder: str, dataset: str, precision: str = "float32",
+                   flag: str = "gan_dir"):
+    """(generator, manifest) from a shipped or exported generator folder (or a --train_dir).
+
+    The manifest's checksums are verified and every variable must match the architecture;
+    anything else is a one-line ConfigError naming `--flag`.
+    """
+    folder = checkpoints.resolve_model_dir(folder, flag)
+    manifest = checkpoints.read_manifest(folder, flag, "generator", dataset)
+    latent_dim = int(manifest.get("latent_dim", 128))
+    generator = networks.build(networks.Generator(latent_dim, precision=precision),
+                               (latent_dim,))
+    manifest = checkpoints.load(folder, generator, flag, "generator", dataset,
+                                GENERATOR_ARCHITECTURE)
+    return generator, manifest

@@ -1,0 +1,47 @@
+"""--mode=train_gan: train the WGAN-GP generator on the clean training split."""
+
+import dataclasses
+
+import tensorflow as tf
+
+from defense_gan import checkpoints, data, gan, summaries, training
+from defense_gan.config import Config
+
+SAMPLE_GRID = 64
+
+
+def run(cfg: Config) -> None:
+    splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir)
+    train_dir = cfg.resolved_train_dir()
+    model = gan.build_wgan(cfg.latent_dim, cfg.critic_iters, cfg.gp_weight, cfg.gan_lr,
+                           cfg.seed, cfg.precision, splits.image_shape)
+    train_step = tf.function(model.train_step)
+    fixed_z = tf.random.stateless_normal([SAMPLE_GRID, cfg.latent_dim], seed=[cfg.seed, 7])
+
+    def make_step_fn(start_step):
+        batches = iter(data.resumable_batches(splits.x_train, cfg.batch_size, cfg.seed,
+                                              start_step, group=cfg.critic_iters))
+        return lambda step: train_step(next(batches))
+
+    def on_image(writer, step):
+        grid = summaries.image_grid(model.generator(fixed_z).numpy(), rows=8)
+        summaries.image(writer, step, "samples", grid)
+        summaries.write_png(f"{train_dir}/samples.png", grid)
+
+    def on_export(step, wall_clock):
+        checkpoints.export(f"{train_dir}/{training.EXPORT_SUBDIR}", model.generator, {
+            "kind": "generator", "dataset": cfg.dataset,
+            "architecture": gan.GENERATOR_ARCHITECTURE, "latent_dim": cfg.latent_dim,
+            "iterations": step, "wall_clock_seconds": round(wall_clock, 1),
+            "flags": dataclasses.asdict(cfg),
+            "training": "WGAN-GP, critic_iters %d, gp %.1f, Adam %.0e (0.5, 0.9), batch %d, %s"
+                        % (cfg.critic_iters, cfg.gp_weight, cfg.gan_lr, cfg.batch_size,
+                           cfg.precision)})
+
+    objects = {"generator": model.generator, "critic": model.critic,
+               "g_optimizer": model.g_optimizer, "d_optimizer": model.d_optimizer,
+               "rng": model.rng}
+    training.run(train_dir, objects, make_step_fn, cfg.iterations, log_every=cfg.log_every,
+                 checkpoint_every=cfg.checkpoint_every, keep=cfg.keep_checkpoints,
+                 flags=dataclasses.asdict(cfg), on_image=on_image, image_every=cfg.image_every,
+                 on_export=on_export, name="train_gan")

@@ -1,0 +1,132 @@
+"""Network architectures, faithful to the authors' release (see ORIGINAL.md).
+
+All models are Keras subclassed models. Images are float32 [N, 28, 28, 1] in [0, 1].
+`dtype` is a Keras dtype policy name: "float32" or "mixed_bfloat16" (compute in bfloat16,
+variables in float32); outputs are always cast back to float32.
+
+Dropout: the release's TF1 `Dropout(p)` takes the KEEP probability p. Keras' `Dropout(rate)`
+takes the DROP probability, so a release `Dropout(0.25)` is `layers.Dropout(0.75)` here.
+"""
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+MNIST_SHAPE = (28, 28, 1)
+
+
+def _policy(precision: str) -> str:
+    return "mixed_bfloat16" if precision == "bfloat16" else "float32"
+
+
+class Generator(keras.Model):
+    """z float32 [N, latent_dim] -> image float32 [N, 28, 28, 1] in [0, 1].
+
+    Linear -> 4x4x256, ReLU; ConvT 5x5/2 -> 8x8x128, ReLU; crop to 7x7; ConvT 5x5/2 -> 14x14x64,
+    ReLU; ConvT 5x5/2 -> 28x28x1, sigmoid. No batch norm. 1,554,177 parameters.
+    """
+
+    def __init__(self, latent_dim: int = 128, dim: int = 64, precision: str = "float32",
+                 **kwargs):
+        super().__init__(**kwargs)
+        policy = _policy(precision)
+        self.latent_dim = latent_dim
+        self.dim = dim
+        self.fc = layers.Dense(4 * 4 * 4 * dim, activation="relu", dtype=policy, name="fc")
+        self.reshape = layers.Reshape((4, 4, 4 * dim), dtype=policy)
+        self.deconv1 = layers.Conv2DTranspose(2 * dim, 5, strides=2, padding="same",
+                                              activation="relu", dtype=policy, name="deconv1")
+        self.crop = layers.Cropping2D(((0, 1), (0, 1)), dtype=policy)  # 8x8 -> 7x7, as the release
+        self.deconv2 = layers.Conv2DTranspose(dim, 5, strides=2, padding="same",
+                                              activation="relu", dtype=policy, name="deconv2")
+        self.deconv3 = layers.Conv2DTranspose(1, 5, strides=2, padding="same", dtype=policy,
+                                              name="deconv3")
+
+    def call(self, z, training=False):
+        h = self.reshape(self.fc(z))
+        h = self.crop(self.deconv1(h))
+        h = self.deconv3(self.deconv2(h))
+        return tf.sigmoid(tf.cast(h, tf.float32))
+
+
+class Critic(keras.Model):
+    """image float32 [N, 28, 28, 1] -> score float32 [N] (unbounded, WGAN critic).
+
+    Conv 5x5/2 SAME 64, 128, 256 with LeakyReLU 0.2; flatten (4096); Linear -> 1.
+    1,030,145 parameters.
+    """
+
+    def __init__(self, dim: int = 64, precision: str = "float32", **kwargs):
+        super().__init__(**kwargs)
+        policy = _policy(precision)
+        self.convs = [layers.Conv2D(dim * m, 5, strides=2, padding="same", dtype=policy,
+                                    name=f"conv{i + 1}") for i, m in enumerate((1, 2, 4))]
+        self.act = layers.LeakyReLU(0.2, dtype=policy)
+        self.flatten = layers.Flatten(dtype=policy)
+        self.out = layers.Dense(1, dtype=policy, name="out")
+
+    def call(self, x, training=False):
+        h = x
+        for conv in self.convs:
+            h = self.act(conv(h))
+        return tf.cast(self.out(self.flatten(h))[:, 0], tf.float32)
+
+
+def _keep(p: float, policy: str) -> layers.Dropout:
+    """The release's Dropout(keep_prob) as a Keras layer (rate = 1 - keep_prob)."""
+    return layers.Dropout(1.0 - p, dtype=policy)
+
+
+def classifier_layers(model: str, policy: str = "float32") -> list:
+    """The layer stack of classifier `model` (A-F) up to the logits."""
+    conv = lambda f, k, s, pad: layers.Conv2D(f, k, strides=s, padding=pad,  # noqa: E731
+                                              activation="relu", dtype=policy)
+    dense = lambda n, act="relu": layers.Dense(n, activation=act, dtype=policy)  # noqa: E731
+    flat = lambda: layers.Flatten(dtype=policy)  # noqa: E731
+    logits = lambda: layers.Dense(10, dtype=policy, name="logits")  # noqa: E731
+    if model == "A":
+        return [conv(64, 5, 1, "same"), conv(64, 5, 2, "valid"), flat(), _keep(0.25, policy),
+                dense(128), _keep(0.5, policy), logits()]
+    if model in ("B", "F"):
+        stack = [conv(64, 8, 2, "same"), conv(128, 6, 2, "valid"), conv(128, 5, 1, "valid"),
+                 flat()]
+        if model == "B":
+            stack = [_keep(0.2, policy)] + stack + [_keep(0.5, policy)]
+        return stack + [logits()]
+    if model == "C":
+        return [conv(128, 3, 1, "same"), conv(64, 5, 2, "valid"), flat(), _keep(0.25, policy),
+                dense(128), _keep(0.5, policy), logits()]
+    if model == "D":
+        return [flat(), dense(200), _keep(0.5, policy), dense(200), logits()]
+    if model == "E":
+        return [flat(), dense(200), dense(200), logits()]
+    raise ValueError(f"unknown classifier model '{model}' (expected one of A-F)")
+
+
+class Classifier(keras.Model):
+    """image float32 [N, 28, 28, 1] in [0, 1] -> logits float32 [N, 10].
+
+    The release's classifiers end in a softmax; we return logits and apply the softmax where
+    probabilities are needed (`predict_proba`), so attack losses are computed stably on logits
+    (as CleverHans v2 did by reading the softmax's input).
+    """
+
+    def __init__(self, model: str = "F", precision: str = "float32", **kwargs):
+        super().__init__(**kwargs)
+        self.model_name = model
+        self.stack = classifier_layers(model, _policy(precision))
+
+    def call(self, x, training=False):
+        h = x
+        for layer in self.stack:
+            h = layer(h, training=training) if isinstance(layer, layers.Dropout) else layer(h)
+        return tf.cast(h, tf.float32)
+
+    def predict_proba(self, x):
+        return tf.nn.softmax(self(x, training=False))
+
+
+def build(model: keras.Model, input_shape) -> keras.Model:
+    """Create the variables of `model` by calling it once on zeros."""
+    model(tf.zeros((1, *input_shape)))
+    return model

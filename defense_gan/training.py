@@ -1,0 +1,140 @@
+"""The one run loop every trainer shares.
+
+`run()` owns: the --train_dir checks, `flags.json`, strict restore-or-initialize with
+`tf.train.CheckpointManager`, the step counter and accumulated wall clock (both checkpointed),
+NaN checks, progress lines with rate and ETA, TensorBoard scalars, periodic checkpoints and
+the inference export. A trainer supplies only the objects to checkpoint and a step function.
+
+Crash safety: TF writes a checkpoint's files first and then atomically rewrites the `checkpoint`
+state file, so a run killed at any moment resumes from the last complete checkpoint.
+"""
+
+import math
+import os
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from defense_gan import summaries
+from defense_gan.config import ConfigError, TrainingError
+from defense_gan.files import write_json_atomic
+
+CKPT_SUBDIR = "ckpt"
+LOG_SUBDIR = "logs"
+EXPORT_SUBDIR = "export"
+
+
+def prepare_train_dir(train_dir: str) -> None:
+    """Create `train_dir` or fail with a one-line error naming --train_dir."""
+    if os.path.exists(train_dir) and not os.path.isdir(train_dir):
+        raise ConfigError(f"--train_dir: '{train_dir}' exists and is not a directory")
+    try:
+        os.makedirs(train_dir, exist_ok=True)
+        probe = os.path.join(train_dir, ".write-probe")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as err:
+        raise ConfigError(f"--train_dir: '{train_dir}' is not writable ({err.strerror})") from None
+
+
+def restore_or_initialize(manager: tf.train.CheckpointManager, checkpoint: tf.train.Checkpoint,
+                          train_dir: str) -> None:
+    """Restore the latest checkpoint strictly (every object and value must match)."""
+    latest = manager.latest_checkpoint
+    if latest is None:
+        if os.path.isfile(os.path.join(manager.directory, "checkpoint")):
+            raise ConfigError(f"--train_dir: '{manager.directory}/checkpoint' names no readable "
+                              "checkpoint; move the folder away or pick another --train_dir")
+        return
+    try:
+        checkpoint.restore(latest).assert_consumed()
+    except (tf.errors.OpError, AssertionError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"--train_dir: checkpoint '{latest}' cannot be restored into this "
+                          f"model (truncated, or from another mode/architecture): "
+                          f"{first[:200]}") from None
+
+
+def format_seconds(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def run(train_dir: str, objects: dict, make_step_fn: Callable[[int], Callable[[int], dict]],
+        total_steps: int, *, log_every: int, checkpoint_every: int, keep: int, flags: dict,
+        on_image: Callable | None = None, image_every: int = 0,
+        on_export: Callable[[int, float], None] | None = None, name: str = "train") -> int:
+    """Train until `total_steps`, resuming from `train_dir`. Returns the final step.
+
+    objects: trackables to checkpoint (models, optimizers, generators); their variables must
+      already exist so the restore is strict.
+    make_step_fn(start_step) -> step_fn(step) -> {metric name: scalar tensor}. It is called
+      after the restore, so data pipelines can start at the restored position.
+    on_image(writer, step): writes image summaries every `image_every` steps.
+    on_export(step, wall_clock_seconds): writes the inference export after each checkpoint.
+    """
+    prepare_train_dir(train_dir)
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    elapsed_var = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_clock")
+    checkpoint = tf.train.Checkpoint(step=step_var, wall_clock=elapsed_var, **objects)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(train_dir, CKPT_SUBDIR),
+                                         max_to_keep=keep)
+    restore_or_initialize(manager, checkpoint, train_dir)
+    start = int(step_var.numpy())
+    write_json_atomic(os.path.join(train_dir, "flags.json"), flags)
+    if start >= total_steps:
+        print(f"[{name}] {train_dir} is at step {start} >= {total_steps} requested; nothing to "
+              "train (raise --iterations / --epochs to train longer)", flush=True)
+        if on_export is not None:
+            on_export(start, float(elapsed_var.numpy()))
+        return start
+    print(f"[{name}] {'resuming from step ' + str(start) if start else 'starting'} -> "
+          f"{total_steps} steps in {train_dir}", flush=True)
+    writer = tf.summary.create_file_writer(os.path.join(train_dir, LOG_SUBDIR))
+    step_fn = make_step_fn(start)
+    window_start, window_steps = time.time(), 0
+    session_start = time.time()
+    base_elapsed = float(elapsed_var.numpy())
+    for step in range(start, total_steps):
+        metrics = step_fn(step)
+        values = {k: float(v) for k, v in metrics.items()}
+        bad = [k for k, v in values.items() if not np.isfinite(v)]
+        if bad:
+            raise TrainingError(f"non-finite {', '.join(bad)} at step {step + 1} in "
+                                f"{train_dir}; the last checkpoint "
+                                f"({manager.latest_checkpoint or 'none'}) is kept. Try a lower "
+                                "learning rate or another --seed")
+        step_var.assign(step + 1)
+        window_steps += 1
+        done = step + 1
+        if done % log_every == 0 or done == total_steps:
+            rate = window_steps / max(time.time() - window_start, 1e-9)
+            eta = (total_steps - done) / rate
+            summaries.scalars(writer, done, {**values, "steps_per_second": rate})
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
+            print(f"[{name}] step {done}/{total_steps}  {shown}  {rate:.2f} steps/s  "
+                  f"ETA {format_seconds(eta)}", flush=True)
+            window_start, window_steps = time.time(), 0
+        if on_image is not None and image_every and (done % image_every == 0 or done == 1
+                                                      or done == total_steps):
+            on_image(writer, done)
+        if done % checkpoint_every == 0 or done == total_steps:
+            elapsed_var.assign(base_elapsed + time.time() - session_start)
+            path = manager.save(checkpoint_number=done)
+            writer.flush()
+            if on_export is not None:
+                on_export(done, float(elapsed_var.numpy()))
+            if done != total_steps:
+                print(f"[{name}] saved {path}", flush=True)
+    writer.flush()
+    print(f"[{name}] done: step {total_steps}, checkpoint {manager.latest_checkpoint}",
+          file=sys.stdout, flush=True)
+    return total_steps
