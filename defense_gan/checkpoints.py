@@ -129,8 +129,9 @@ def restore_weights(folder: str, model: keras.Model, flag: str) -> None:
     prefix = os.path.join(folder, WEIGHTS)
     try:
         status = tf.train.Checkpoint(model=model).read(prefix)
+        status.expect_partial()  # silence exit-time warnings; the assert below is the check
         status.assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as err:
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"--{flag}: checkpoint '{prefix}' does not fit this architecture "
                           f"({first[:200]})") from None

@@ -58,6 +58,8 @@ flags.DEFINE_string("train_dir", None,
 flags.DEFINE_integer("iterations", 20000,
                      "train_gan: generator iterations in total (the paper's release used 200000).")
 flags.DEFINE_integer("epochs", 10, "train_classifier: epochs in total.")
+flags.DEFINE_integer("train_limit", 0, "Use only the first N training images (0: all 50000). "
+                     "For smoke tests and quick trials.")
 flags.DEFINE_integer("batch_size", 50, "Training batch size (the release used 50).")
 flags.DEFINE_integer("latent_dim", 128, "Size of the GAN latent vector z.")
 flags.DEFINE_integer("critic_iters", 5, "Critic steps per generator step (WGAN-GP).")
@@ -121,6 +123,7 @@ class Config:
     train_dir: str | None = None
     iterations: int = 20000
     epochs: int = 10
+    train_limit: int = 0
     batch_size: int = 50
     latent_dim: int = 128
     critic_iters: int = 5
@@ -195,6 +198,9 @@ def validate(cfg: Config) -> Config:
                  "rec_iters", "rec_rr", "num_tests", "eval_batch_size", "pgd_steps", "cw_iters"):
         value = getattr(cfg, name)
         _check(value >= 1, name, f"must be a positive integer, got {value}")
+    _check(cfg.train_limit >= 0, "train_limit", f"must be >= 0, got {cfg.train_limit}")
+    _check(cfg.train_limit == 0 or cfg.train_limit >= cfg.batch_size, "train_limit",
+           f"must be 0 (all) or at least --batch_size ({cfg.batch_size}), got {cfg.train_limit}")
     for name in ("gp_weight", "gan_lr", "classifier_lr", "rec_lr", "cw_lr", "cw_c"):
         value = getattr(cfg, name)
         _check(value > 0 and value == value, name, f"must be > 0, got {value}")

@@ -92,17 +92,39 @@ def load_tfds(name: str = "mnist", data_dir: str | None = None,
               validation_size: int = VALIDATION_SIZE) -> Splits:
     """The same splits through `tfds.load` (the TFDS data must already be prepared)."""
     import tensorflow_datasets as tfds  # Imported lazily: slow, and only this source needs it.
+
+    def to_numpy(ds):
+        # Not tfds.load(batch_size=-1): that batches by the split sizes in the metadata, and
+        # where they are unknown (e.g. tfds.testing.mock_data) by sys.maxsize, which aborts
+        # the process inside TensorFlow (std::length_error) instead of raising.
+        chunks = list(tfds.as_numpy(ds.batch(10_000)))
+        if not chunks:
+            raise ValueError("the split is empty")
+        return (np.concatenate([x for x, _ in chunks]),
+                np.concatenate([y for _, y in chunks]))
+
     try:
         train, test = tfds.load(name, split=["train", "test"], data_dir=data_dir,
-                                as_supervised=True, batch_size=-1)
+                                as_supervised=True)
+        (x_train, y_train), (x_test, y_test) = to_numpy(train), to_numpy(test)
     except Exception as err:  # TFDS raises many kinds; all mean the same to the user.
-        raise ConfigError(f"--data_source=tfds: tfds.load('{name}') failed: "
-                          f"{str(err).splitlines()[0]}") from None
-    (x_train, y_train), (x_test, y_test) = tfds.as_numpy(train), tfds.as_numpy(test)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"--data_source=tfds: tfds.load('{name}') failed: {first}") from None
     return _split(x_train, y_train, x_test, y_test, validation_size)
 
 
-def load(dataset: str, source: str = "bundled", data_dir: str | None = None) -> Splits:
+def load(dataset: str, source: str = "bundled", data_dir: str | None = None,
+         train_limit: int = 0) -> Splits:
+    """The splits of `dataset`; with train_limit > 0 only the first train_limit training
+    images are kept (validation and test are unchanged)."""
+    splits = _load(dataset, source, data_dir)
+    if train_limit:
+        splits = dataclasses.replace(splits, x_train=splits.x_train[:train_limit],
+                                     y_train=splits.y_train[:train_limit])
+    return splits
+
+
+def _load(dataset: str, source: str, data_dir: str | None) -> Splits:
     if dataset != "mnist":
         raise ConfigError(f"--dataset: '{dataset}' is not implemented yet")
     if source == "tfds":

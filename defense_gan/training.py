@@ -11,6 +11,7 @@ state file, so a run killed at any moment resumes from the last complete checkpo
 
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Callable
@@ -28,7 +29,8 @@ EXPORT_SUBDIR = "export"
 
 
 def prepare_train_dir(train_dir: str) -> None:
-    """Create `train_dir` or fail with a one-line error naming --train_dir."""
+    """Create `train_dir` or fail with a one-line error naming --train_dir; remove debris that
+    a killed run can leave (partial `ckpt-N_temp/` saves, `.tmp-*` exports)."""
     if os.path.exists(train_dir) and not os.path.isdir(train_dir):
         raise ConfigError(f"--train_dir: '{train_dir}' exists and is not a directory")
     try:
@@ -39,6 +41,13 @@ def prepare_train_dir(train_dir: str) -> None:
         os.remove(probe)
     except OSError as err:
         raise ConfigError(f"--train_dir: '{train_dir}' is not writable ({err.strerror})") from None
+    debris = [os.path.join(train_dir, n) for n in os.listdir(train_dir) if n.startswith(".tmp-")]
+    ckpt_dir = os.path.join(train_dir, CKPT_SUBDIR)
+    if os.path.isdir(ckpt_dir):
+        debris += [os.path.join(ckpt_dir, n) for n in os.listdir(ckpt_dir)
+                   if n.endswith("_temp")]
+    for path in debris:
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
 def restore_or_initialize(manager: tf.train.CheckpointManager, checkpoint: tf.train.Checkpoint,
@@ -52,7 +61,8 @@ def restore_or_initialize(manager: tf.train.CheckpointManager, checkpoint: tf.tr
         return
     try:
         checkpoint.restore(latest).assert_consumed()
-    except (tf.errors.OpError, AssertionError, ValueError) as err:
+    # A truncated .data file raises IndexError ("Read less bytes than requested").
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ConfigError(f"--train_dir: checkpoint '{latest}' cannot be restored into this "
                           f"model (truncated, or from another mode/architecture): "

@@ -9,3 +9,76 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+
+import dataclasses  # noqa: E402
+import hashlib  # noqa: E402
+import pathlib  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+
+import pytest  # noqa: E402
+
+MAIN = os.path.join(REPO, "main.py")
+SMOKE_FLAGFILE = os.path.join(REPO, "flags", "smoke.cfg")
+SMOKE_ITERATIONS = 4  # --iterations in flags/smoke.cfg
+
+
+def run_main(*args, timeout=300):
+    """Run `python main.py *args` with the repo as cwd: (returncode, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, MAIN, *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def smoke_args(train_dir, *extra):
+    """Arguments of a smoke train_gan run into `train_dir`; `extra` flags come last (win)."""
+    return (f"--flagfile={SMOKE_FLAGFILE}", "--mode=train_gan", f"--train_dir={train_dir}",
+            *extra)
+
+
+_LOG_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages)")
+
+
+def error_line(stderr: str) -> str:
+    """The one `error: ...` line main.py prints. Fails unless there is exactly one, with no
+    traceback, and nothing but TensorFlow/absl log lines after it (no continuation lines)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
+    assert len(errors) == 1, f"expected one 'error:' line in stderr:\n{stderr}"
+    assert "Traceback" not in stderr, stderr
+    after = [line for line in lines[errors[0] + 1:] if not _LOG_LINE.match(line)]
+    assert not after, f"the error message spans several lines:\n{stderr}"
+    return lines[errors[0]]
+
+
+def tree_digest(folder) -> dict:
+    """{relative path: sha256} of every file under `folder`."""
+    folder = pathlib.Path(folder)
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@dataclasses.dataclass(frozen=True)
+class SmokeRun:
+    train_dir: pathlib.Path
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> SmokeRun:
+    """One `main.py --flagfile=flags/smoke.cfg --mode=train_gan` run, shared by the session.
+    Read-only: tests that modify the folder use `smoke_copy`."""
+    train_dir = tmp_path_factory.mktemp("smoke") / "train"
+    rc, out, err = run_main(*smoke_args(train_dir))
+    assert rc == 0, f"smoke run failed ({rc}):\n{out}\n{err}"
+    return SmokeRun(train_dir, out, err)
+
+
+@pytest.fixture
+def smoke_copy(smoke_run, tmp_path) -> pathlib.Path:
+    """A private copy of the smoke run's train_dir, free to modify."""
+    target = tmp_path / "train"
+    shutil.copytree(smoke_run.train_dir, target)
+    return target

@@ -11,8 +11,9 @@ SAMPLE_GRID = 64
 
 
 def run(cfg: Config) -> None:
-    splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir)
     train_dir = cfg.resolved_train_dir()
+    training.prepare_train_dir(train_dir)  # fail fast, before the data load and model build
+    splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir, cfg.train_limit)
     model = gan.build_wgan(cfg.latent_dim, cfg.critic_iters, cfg.gp_weight, cfg.gan_lr,
                            cfg.seed, cfg.precision, splits.image_shape)
     train_step = tf.function(model.train_step)

@@ -1,0 +1,162 @@
+"""Attack x defense over fixed-size batches -> per-example records, resumable per batch.
+
+Each batch's records are written atomically to `<records_dir>/batch_<k>.json` together with a
+fingerprint of the settings; a rerun with the same settings skips finished batches, so a long
+evaluation killed at any point loses at most one batch. Reconstructions of clean test images
+depend only on the generator, L, R, lr, seed and batch, so they are cached across runs
+(`projection_cache`), which halves the cost of evaluating many attacks and models.
+
+A record (one per test image):
+  index, label,
+  pred_clean          the evaluated classifier on the clean image,
+  pred_adv            the evaluated classifier on the adversarial image (no projection),
+  linf, l2            perturbation norms,
+  and with Defense-GAN:
+  pred_clean_defended classifier(P(x)), pred_adv_defended classifier(P(x_adv)),
+  mse_clean, mse_adv  per-pixel reconstruction MSE of P(x), P(x_adv) (the detection statistic).
+"""
+
+import hashlib
+import io
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from defense_gan.files import write_bytes_atomic, write_json_atomic
+
+
+def fingerprint(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:16]
+
+
+class ProjectionCache:
+    """Clean-image reconstructions on disk, keyed by generator, projection settings, seed,
+    batch index and batch content size."""
+
+    def __init__(self, folder: str | None, key: dict):
+        self.folder = os.path.join(folder, fingerprint(key)) if folder else None
+        self.key = key
+
+    def _path(self, k, count):
+        return os.path.join(self.folder, f"batch_{k:05d}_{count}.npz")
+
+    def get(self, k, count):
+        if not self.folder or not os.path.isfile(self._path(k, count)):
+            return None
+        with np.load(self._path(k, count)) as f:
+            return f["x_rec"], f["mse"]
+
+    def put(self, k, count, x_rec, mse):
+        if not self.folder:
+            return
+        buf = io.BytesIO()
+        np.savez_compressed(buf, x_rec=x_rec, mse=mse)
+        write_bytes_atomic(self._path(k, count), buf.getvalue())
+        write_json_atomic(os.path.join(self.folder, "key.json"), self.key)
+
+
+def _pad(x, size):
+    pad = size - len(x)
+    return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
+
+
+def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
+             records_dir: str, settings: dict, defended=None, cache: ProjectionCache = None,
+             progress=print):
+    """Run `attack` against the defense on images (float32 [N, H, W, C] in [0, 1]).
+
+    classifier: x -> logits (the evaluated classifier, undefended or adversarially trained).
+    attack: x float32 [batch_size, ...] -> x_adv (already bound to its model_fn and gradient).
+    defended: a `defense.DefendedClassifier` for Defense-GAN, or None.
+    Returns (records, stats) where stats has the seconds spent projecting and images projected.
+    """
+    os.makedirs(records_dir, exist_ok=True)
+    tag = fingerprint(settings)
+    n = len(images)
+    records, stats = [], {"projection_seconds": 0.0, "projected_images": 0,
+                          "batches_resumed": 0, "attack_seconds": 0.0}
+    start_time = time.time()
+    num_batches = (n + batch_size - 1) // batch_size
+    for k in range(num_batches):
+        lo, hi = k * batch_size, min(n, (k + 1) * batch_size)
+        path = os.path.join(records_dir, f"batch_{k:05d}.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                saved = json.load(f)
+            if saved.get("fingerprint") == tag and len(saved["records"]) == hi - lo:
+                records.extend(saved["records"])
+                stats["batches_resumed"] += 1
+                continue
+        count = hi - lo
+        x = _pad(np.asarray(images[lo:hi], np.float32), batch_size)
+        y = labels[lo:hi]
+        batch_seed = [seed, k]
+        if defended is not None:
+            defended.attack_seed.assign(batch_seed)
+        t = time.time()
+        x_adv = attack(tf.constant(x)).numpy()
+        stats["attack_seconds"] += time.time() - t
+        pred_clean = tf.argmax(classifier(x, training=False), 1).numpy()
+        pred_adv = tf.argmax(classifier(x_adv, training=False), 1).numpy()
+        diff = (x_adv - x).reshape(batch_size, -1)
+        batch_records = [{"index": lo + i, "label": int(y[i]), "pred_clean": int(pred_clean[i]),
+                          "pred_adv": int(pred_adv[i]),
+                          "linf": float(np.abs(diff[i]).max()),
+                          "l2": float(np.sqrt((diff[i] ** 2).sum()))} for i in range(count)]
+        if defended is not None:
+            t = time.time()
+            cached = cache.get(k, count) if cache else None
+            if cached is None:
+                _, x_rec_clean, mse_clean = defended.logits(x, batch_seed)
+                x_rec_clean, mse_clean = x_rec_clean.numpy(), mse_clean.numpy()
+                stats["projected_images"] += batch_size
+                if cache:
+                    cache.put(k, count, x_rec_clean, mse_clean)
+            else:
+                x_rec_clean, mse_clean = cached
+            logits_adv, x_rec_adv, mse_adv = defended.logits(x_adv, batch_seed)
+            stats["projected_images"] += batch_size
+            stats["projection_seconds"] += time.time() - t
+            pred_clean_def = tf.argmax(classifier(x_rec_clean, training=False), 1).numpy()
+            pred_adv_def = tf.argmax(logits_adv, 1).numpy()
+            mse_adv = mse_adv.numpy()
+            for i, r in enumerate(batch_records):
+                r.update(pred_clean_defended=int(pred_clean_def[i]),
+                         pred_adv_defended=int(pred_adv_def[i]),
+                         mse_clean=float(mse_clean[i]), mse_adv=float(mse_adv[i]))
+            if k == 0:
+                _save_example_images(records_dir, x[:count], x_adv[:count], x_rec_adv.numpy()[
+                    :count], x_rec_clean[:count])
+        elif k == 0:
+            _save_example_images(records_dir, x[:count], x_adv[:count])
+        write_json_atomic(path, {"fingerprint": tag, "settings": settings,
+                                 "records": batch_records})
+        records.extend(batch_records)
+        done = len(records)
+        elapsed = time.time() - start_time
+        fresh = done - stats["batches_resumed"] * batch_size
+        eta = (n - done) * elapsed / max(fresh, 1)
+        acc_key = "pred_adv_defended" if defended is not None else "pred_adv"
+        acc = np.mean([r[acc_key] == r["label"] for r in records])
+        progress(f"[whitebox] {done}/{n} images  adversarial accuracy so far {acc:.4f}  "
+                 f"{elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
+    return records, stats
+
+
+def _save_example_images(records_dir, *rows):
+    """Keep the first batch's images (clean, adversarial[, P(x_adv), P(x)]) for the PNG grid."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, *rows)
+    write_bytes_atomic(os.path.join(records_dir, "examples.npz"), buf.getvalue())
+
+
+def load_example_images(records_dir):
+    path = os.path.join(records_dir, "examples.npz")
+    if not os.path.isfile(path):
+        return []
+    with np.load(path) as f:
+        return [f[f"arr_{i}"] for i in range(len(f.files))]

@@ -1,0 +1,86 @@
+"""results.json, the Markdown results table, PNG grids and TensorBoard images of a run."""
+
+import datetime
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from defense_gan import summaries
+from defense_gan.files import write_json_atomic, write_text_atomic
+
+TABLE_HEADER = ("| model | attack | defense | gradient | L | R | images | clean acc | "
+                "adversarial acc | defended clean acc | undefended adv acc | mean L2 | "
+                "mean Linf | mean MSE clean / adv | images/s | results |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+
+
+def _mean(records, key):
+    values = [r[key] for r in records if key in r]
+    return float(np.mean(values)) if values else None
+
+
+def _accuracy(records, key):
+    if not records or key not in records[0]:
+        return None
+    return float(np.mean([r[key] == r["label"] for r in records]))
+
+
+def summarize(records, defense: str) -> dict:
+    """Accuracies and means over per-example records (see evaluation.py).
+
+    clean_accuracy: the evaluated classifier on clean images (no projection).
+    adversarial_accuracy: the defense on adversarial images: classifier(P(x_adv)) for
+      defense_gan, else classifier(x_adv).
+    defended_clean_accuracy: classifier(P(x)) on clean images (Defense-GAN only); the release's
+      white-box Defense-GAN column in effect measured this (its attack gradient vanished).
+    undefended_adversarial_accuracy: classifier(x_adv) without projection.
+    """
+    gan = defense == "defense_gan"
+    return {
+        "num_images": len(records),
+        "clean_accuracy": _accuracy(records, "pred_clean"),
+        "adversarial_accuracy": _accuracy(records, "pred_adv_defended" if gan else "pred_adv"),
+        "defended_clean_accuracy": _accuracy(records, "pred_clean_defended") if gan else None,
+        "undefended_adversarial_accuracy": _accuracy(records, "pred_adv"),
+        "mean_l2": _mean(records, "l2"),
+        "mean_linf": _mean(records, "linf"),
+        "mean_mse_clean": _mean(records, "mse_clean"),
+        "mean_mse_adv": _mean(records, "mse_adv"),
+        "changed_fraction": float(np.mean([r["l2"] > 0 for r in records])) if records else None,
+    }
+
+
+def _fmt(value, digits=4):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def write(results_dir: str, result: dict, table_path: str, writer_images=None) -> None:
+    """Write results.json, the example grid PNG (+ TensorBoard) and append a table row."""
+    result = dict(result, written=datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"))
+    write_json_atomic(os.path.join(results_dir, "results.json"), result)
+    if writer_images:
+        grid = summaries.image_grid(np.concatenate([row[:10] for row in writer_images]),
+                                    rows=len(writer_images))
+        summaries.write_png(os.path.join(results_dir, "examples.png"), grid)
+        writer = tf.summary.create_file_writer(os.path.join(results_dir, "logs"))
+        summaries.image(writer, 0, "clean_adversarial_reconstruction", grid)
+        summaries.scalars(writer, 0, {k: v for k, v in result["metrics"].items()
+                                      if isinstance(v, float)})
+        writer.flush()
+    s, m = result["settings"], result["metrics"]
+    mse = ("-" if m["mean_mse_clean"] is None else
+           f"{m['mean_mse_clean']:.4f} / {m['mean_mse_adv']:.4f}")
+    rate = result.get("images_per_second")
+    row = (f"| {s['model']} | {s['attack']} | {s['defense']} | "
+           f"{s['gradient'] if s['defense'] == 'defense_gan' else '-'} | "
+           f"{s['rec_iters'] if s['defense'] == 'defense_gan' else '-'} | "
+           f"{s['rec_rr'] if s['defense'] == 'defense_gan' else '-'} | {m['num_images']} | "
+           f"{_fmt(m['clean_accuracy'])} | {_fmt(m['adversarial_accuracy'])} | "
+           f"{_fmt(m['defended_clean_accuracy'])} | "
+           f"{_fmt(m['undefended_adversarial_accuracy'])} | {_fmt(m['mean_l2'], 3)} | "
+           f"{_fmt(m['mean_linf'], 3)} | {mse} | {_fmt(rate, 2)} | "
+           f"{os.path.relpath(results_dir, os.path.dirname(table_path))} |\n")
+    existing = open(table_path).read() if os.path.isfile(table_path) else TABLE_HEADER
+    write_text_atomic(table_path, existing + row)
