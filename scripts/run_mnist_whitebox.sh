@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The white-box runs behind RESULTS.md, cheapest first. Every run resumes from its per-batch
+# records, so this script can be killed and restarted at any time; finished runs are skipped
+# in seconds. Then `python scripts/make_results.py` rebuilds RESULTS.md.
+#   scripts/run_mnist_whitebox.sh [stage]     stage: baselines | defense_gan | all (default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+stage="${1:-all}"
+n_for() { case "$1" in A|F) echo 1000 ;; *) echo 500 ;; esac; }
+wb() { python main.py --flagfile=flags/mnist.cfg --mode=whitebox "$@"; }
+
+if [[ "$stage" == baselines || "$stage" == all ]]; then
+  for attack in fgsm rand_fgsm cw; do
+    for m in A F B C D E; do
+      wb --defense=none --attack="$attack" --model="$m" --num_tests="$(n_for "$m")"
+    done
+    for m in A B; do
+      wb --defense=adv_tr --attack="$attack" --model="$m" --num_tests="$(n_for "$m")"
+    done
+  done
+fi
+if [[ "$stage" == defense_gan || "$stage" == all ]]; then
+  # The acceptance check first (200 images), then the table, model A and F first.
+  wb --defense=defense_gan --gradient=classifier --attack=fgsm --model=A --num_tests=200
+  for m in A F B C D E; do
+    for attack in fgsm rand_fgsm cw; do
+      wb --defense=defense_gan --gradient=classifier --attack="$attack" --model="$m" \
+        --num_tests="$(n_for "$m")"
+    done
+    for attack in fgsm rand_fgsm; do
+      wb --defense=defense_gan --gradient=bpda --attack="$attack" --model="$m" \
+        --num_tests="$(n_for "$m")"
+    done
+  done
+  # CW through BPDA runs the full projection in every one of CW's (up to) 100 iterations:
+  # about 100x the cost of FGSM, so only a small sample.
+  for m in A F; do
+    wb --defense=defense_gan --gradient=bpda --attack=cw --model="$m" --num_tests=50
+  done
+fi
+python scripts/make_results.py
