@@ -115,6 +115,10 @@ class Classifier(keras.Model):
         super().__init__(**kwargs)
         self.model_name = model
         self.stack = classifier_layers(model, _policy(precision))
+        # Keras 3 hides a list attribute from tf.train.Checkpoint: without a named attribute
+        # per layer an export of the classifier alone would hold no weights at all.
+        for i, layer in enumerate(self.stack):
+            setattr(self, f"layer{i}", layer)
 
     def call(self, x, training=False):
         h = x

@@ -1,0 +1,85 @@
+"""The defended classifier and the gradient it gives the attacker: `classifier` (the undefended
+classifier's gradient) and `bpda` (forward through the projection, identity backward)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import TINY_LATENT_DIM
+from defense_gan import attacks
+from defense_gan.defense import DefendedClassifier
+from defense_gan.projection import ProjectionSettings, Projector
+
+B = 4
+LABELS = tf.constant([0, 3, 5, 9], tf.int64)
+
+
+@pytest.fixture(scope="module")
+def defended(tiny_generator, tiny_classifier):
+    projector = Projector(tiny_generator, (28, 28, 1), TINY_LATENT_DIM,
+                          ProjectionSettings(rec_iters=2, rec_rr=2, rec_lr=1.0, batch_size=B))
+    return DefendedClassifier(tiny_classifier, projector, seed=3)
+
+
+@pytest.fixture(scope="module")
+def x():
+    """Pixels in [0.2, 0.8]: no FGSM step is clipped away."""
+    return tf.constant(np.random.default_rng(0).uniform(0.2, 0.8, (B, 28, 28, 1)), tf.float32)
+
+
+def loss_gradient(model_fn, x):
+    """d/dx of the cross-entropy of model_fn(x) at fixed labels."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(LABELS, model_fn(x)))
+    return tape.gradient(loss, x).numpy()
+
+
+def projection_of(defended, x):
+    """P(x) with the seed the BPDA forward pass uses."""
+    return defended.projector(x, defended.attack_seed)[0]
+
+
+def test_classifier_mode_gives_exactly_the_undefended_classifiers_gradient(defended, x):
+    classifier = defended.classifier
+    got = loss_gradient(defended.attack_model_fn("classifier"), x)
+    np.testing.assert_array_equal(got, loss_gradient(lambda t: classifier(t), x))
+    assert np.abs(got).max() > 0
+
+
+def test_bpda_forward_value_is_the_classifier_on_the_projection(defended, x):
+    logits = defended.attack_model_fn("bpda")(x)
+    expected = defended.classifier(projection_of(defended, x))
+    np.testing.assert_allclose(logits.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_bpda_gradient_is_the_classifiers_gradient_at_the_projection(defended, x):
+    """Identity backward pass: d loss(C(P(x))) / dx := grad C at P(x), non-zero, and not the
+    gradient at x itself."""
+    got = loss_gradient(defended.attack_model_fn("bpda"), x)
+    x_rec = projection_of(defended, x)
+    np.testing.assert_allclose(got, loss_gradient(defended.classifier, x_rec), rtol=1e-5,
+                               atol=1e-7)
+    assert np.abs(got).max() > 0
+    assert not np.allclose(got, loss_gradient(defended.classifier, x), rtol=1e-3, atol=1e-6)
+
+
+def test_unknown_gradient_mode_raises_value_error_naming_the_flag(defended):
+    with pytest.raises(ValueError, match="--gradient"):
+        defended.attack_model_fn("through_the_projection")
+
+
+def test_fgsm_through_bpda_perturbs_the_input_by_eps(defended, x):
+    eps = 0.1
+    x_adv = attacks.fgsm(defended.attack_model_fn("bpda"), x, eps).numpy()
+    delta = np.abs(x_adv - x.numpy())
+    assert delta.max() == pytest.approx(eps, abs=1e-6)
+    assert np.mean(delta > eps / 2) > 0.5  # a sign step on most pixels, not a vanished gradient
+
+
+def test_logits_of_the_defended_classifier_classify_the_projection(defended, x):
+    logits, x_rec, mse = defended.logits(x, [0, 1])
+    ref_rec, _, ref_mse = defended.projector(x, [0, 1])
+    np.testing.assert_array_equal(x_rec.numpy(), ref_rec.numpy())
+    np.testing.assert_array_equal(mse.numpy(), ref_mse.numpy())
+    np.testing.assert_allclose(logits.numpy(), defended.classifier(ref_rec).numpy(), rtol=1e-6)
