@@ -81,6 +81,12 @@ flags.DEFINE_enum("model", "F", MODELS, "Classifier architecture (ORIGINAL.md; F
 flags.DEFINE_integer("rec_iters", 200, "Projection: gradient-descent steps L.")
 flags.DEFINE_integer("rec_rr", 10, "Projection: random restarts R.")
 flags.DEFINE_float("rec_lr", 10.0, "Projection: learning rate (momentum 0.7).")
+flags.DEFINE_float("rec_prune_at", 0.0,
+                   "Projection early stop: after this fraction of --rec_iters steps, only the "
+                   "--rec_keep restarts of each image with the lowest MSE go on. In [0, 1); "
+                   "0 (default) is off, i.e. the faithful projection.")
+flags.DEFINE_integer("rec_keep", 2, "Projection early stop: restarts per image kept after "
+                     "--rec_prune_at (1 .. --rec_rr - 1).")
 flags.DEFINE_enum("attack", "fgsm", ATTACKS, "White-box attack.")
 flags.DEFINE_enum("defense", "defense_gan", DEFENSES,
                   "none: the plain classifier; defense_gan: projection then classifier; "
@@ -140,6 +146,8 @@ class Config:
     rec_iters: int = 200
     rec_rr: int = 10
     rec_lr: float = 10.0
+    rec_prune_at: float = 0.0
+    rec_keep: int = 2
     attack: str = "fgsm"
     defense: str = "defense_gan"
     gradient: str = "classifier"
@@ -195,7 +203,8 @@ def validate(cfg: Config) -> Config:
            f"{', '.join(IMPLEMENTED_DATASETS)})")
     for name in ("iterations", "epochs", "batch_size", "latent_dim", "critic_iters",
                  "log_every", "image_every", "checkpoint_every", "keep_checkpoints",
-                 "rec_iters", "rec_rr", "num_tests", "eval_batch_size", "pgd_steps", "cw_iters"):
+                 "rec_iters", "rec_rr", "rec_keep", "num_tests", "eval_batch_size", "pgd_steps",
+                 "cw_iters"):
         value = getattr(cfg, name)
         _check(value >= 1, name, f"must be a positive integer, got {value}")
     _check(cfg.train_limit >= 0, "train_limit", f"must be >= 0, got {cfg.train_limit}")
@@ -204,6 +213,11 @@ def validate(cfg: Config) -> Config:
     for name in ("gp_weight", "gan_lr", "classifier_lr", "rec_lr", "cw_lr", "cw_c"):
         value = getattr(cfg, name)
         _check(value > 0 and value == value, name, f"must be > 0, got {value}")
+    _check(0.0 <= cfg.rec_prune_at < 1.0, "rec_prune_at",
+           f"must be in [0, 1) (a fraction of --rec_iters; 0 is off), got {cfg.rec_prune_at}")
+    _check(cfg.rec_prune_at == 0.0 or cfg.rec_keep < cfg.rec_rr, "rec_keep",
+           f"must be smaller than --rec_rr ({cfg.rec_rr}) when --rec_prune_at is on, or nothing "
+           f"is pruned; got {cfg.rec_keep}")
     for name in ("fgsm_eps", "adv_train_eps", "rand_alpha"):
         value = getattr(cfg, name)
         _check(0.0 <= value <= 1.0, name, f"must be in [0, 1] (pixels are in [0, 1]), got {value}")

@@ -8,6 +8,16 @@ gradient-descent steps, as in the authors' release:
   never fired); z is not clipped;
 - the best restart is the one with the lowest MSE at the end; the output is its G(z).
 
+Optional early stop (`rec_prune_at` > 0, off by default so the faithful setting is the
+default): after round(rec_prune_at * L) steps only the `rec_keep` restarts of each image with
+the lowest MSE go on (with their momentum) for the remaining steps, in a second while_loop on
+the gathered survivors (static shapes). Restarts do not interact (the loss is a sum), so the
+result equals the full projection whenever the final winner is among the survivors.
+
+Precision: a generator built with precision="bfloat16" (Keras mixed_bfloat16 policy) computes
+in bfloat16, but z, the momentum, the MSE and the restart choice stay float32 (the generator
+returns float32 images).
+
 The whole L loop runs inside one `tf.function` with a fixed input signature, so it traces once
 per batch shape. Randomness is stateless: restarts of a batch depend only on the `seed` passed
 in, so a result can be recomputed exactly.
@@ -26,12 +36,37 @@ class ProjectionSettings:
     rec_lr: float = 10.0
     momentum: float = 0.7
     batch_size: int = 50   # images per call (fixed: the function traces once)
+    rec_prune_at: float = 0.0  # early stop: fraction of L after which restarts are pruned (0: off)
+    rec_keep: int = 2          # restarts per image kept after the prune
 
     def validate(self):
-        for name in ("rec_iters", "rec_rr", "batch_size"):
+        for name in ("rec_iters", "rec_rr", "batch_size", "rec_keep"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.rec_prune_at < 1.0:
+            raise ValueError(f"--rec_prune_at must be in [0, 1) (0: off), got {self.rec_prune_at}")
+        if self.pruning and self.rec_keep >= self.rec_rr:
+            raise ValueError(f"--rec_keep ({self.rec_keep}) must be smaller than --rec_rr "
+                             f"({self.rec_rr}) when --rec_prune_at > 0, or nothing is pruned")
         return self
+
+    @property
+    def pruning(self) -> bool:
+        return self.rec_prune_at > 0.0
+
+    def prune_step(self) -> int:
+        """Steps run on all restarts before the prune (rec_iters when pruning is off)."""
+        if not self.pruning:
+            return self.rec_iters
+        return min(max(int(round(self.rec_prune_at * self.rec_iters)), 1), self.rec_iters)
+
+    def cache_key(self) -> dict:
+        """The settings that determine the result; the pruning fields only when pruning is on,
+        so keys (and caches) of the faithful setting are unchanged."""
+        key = dataclasses.asdict(self)
+        if not self.pruning:
+            del key["rec_prune_at"], key["rec_keep"]
+        return key
 
 
 class Projector(tf.Module):
@@ -62,14 +97,9 @@ class Projector(tf.Module):
         rec = self.generator(z, training=False)
         return tf.reduce_mean(tf.square(rec - targets), axis=[1, 2, 3])
 
-    def _project_impl(self, x, seed):
-        self.traces += 1
+    def _descend(self, z, velocity, targets, steps: int):
+        """`steps` momentum steps on every row of z ([N, latent_dim]) towards `targets`."""
         s = self.settings
-        batch, restarts = s.batch_size, s.rec_rr
-        targets = tf.repeat(x, restarts, axis=0)           # [B*R, H, W, C], image-major
-        z = tf.random.stateless_normal([batch * restarts, self.latent_dim], seed=seed,
-                                       stddev=1.0 / self.latent_dim ** 0.5)
-        velocity = tf.zeros_like(z)
 
         def step(i, z, velocity):
             with tf.GradientTape() as tape:
@@ -79,8 +109,28 @@ class Projector(tf.Module):
             velocity = s.momentum * velocity + grad        # TF1 MomentumOptimizer
             return i + 1, z - s.rec_lr * velocity, velocity
 
-        _, z, _ = tf.while_loop(lambda i, *_: i < s.rec_iters, step,
-                                (tf.constant(0), z, velocity), parallel_iterations=1)
+        _, z, velocity = tf.while_loop(lambda i, *_: i < steps, step,
+                                       (tf.constant(0), z, velocity), parallel_iterations=1)
+        return z, velocity
+
+    def _project_impl(self, x, seed):
+        self.traces += 1
+        s = self.settings
+        batch, restarts = s.batch_size, s.rec_rr
+        targets = tf.repeat(x, restarts, axis=0)           # [B*R, H, W, C], image-major
+        z = tf.random.stateless_normal([batch * restarts, self.latent_dim], seed=seed,
+                                       stddev=1.0 / self.latent_dim ** 0.5)
+        velocity = tf.zeros_like(z)
+        z, velocity = self._descend(z, velocity, targets, s.prune_step())
+        if s.pruning:
+            # Keep the rec_keep restarts of each image with the lowest MSE (ties: lower index).
+            mse = tf.reshape(self._restart_mse(z, targets), [batch, restarts])
+            _, keep = tf.math.top_k(-mse, k=s.rec_keep, sorted=True)
+            rows = tf.reshape(tf.range(batch)[:, None] * restarts + keep, [-1])
+            z, velocity = tf.gather(z, rows), tf.gather(velocity, rows)
+            restarts = s.rec_keep
+            targets = tf.repeat(x, restarts, axis=0)
+            z, velocity = self._descend(z, velocity, targets, s.rec_iters - s.prune_step())
         mse = tf.reshape(self._restart_mse(z, targets), [batch, restarts])
         best = tf.argmin(mse, axis=1, output_type=tf.int32)
         flat = tf.range(batch) * restarts + best

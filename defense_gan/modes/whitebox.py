@@ -11,7 +11,8 @@ import os
 import shlex
 import sys
 
-from defense_gan import attacks, classifiers, data, evaluation, gan, projection, results
+from defense_gan import (attacks, classifiers, data, evaluation, gan, hardware, projection,
+                         results)
 from defense_gan.checkpoints import environment
 from defense_gan.config import REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
@@ -21,6 +22,8 @@ def run_name(cfg: Config) -> str:
     name = f"{cfg.model}_{cfg.defense}"
     if cfg.defense == "defense_gan":
         name += f"_{cfg.gradient}_L{cfg.rec_iters}_R{cfg.rec_rr}"
+        if cfg.rec_prune_at:
+            name += f"_prune{cfg.rec_prune_at:g}k{cfg.rec_keep}"
     eps = "" if cfg.attack == "cw" else f"_eps{cfg.fgsm_eps:g}"
     return f"{name}_{cfg.attack}{eps}_n{cfg.num_tests}" + (
         "_bf16" if cfg.precision == "bfloat16" else "")
@@ -39,34 +42,40 @@ def run(cfg: Config) -> None:
                                        "sha256": c_manifest["files"]}}
     defended, cache = None, None
     model_fn = lambda x: classifier(x, training=False)  # noqa: E731
+    precision = cfg.precision
     if cfg.defense == "defense_gan":
+        precision = hardware.resolve_precision(cfg.precision)  # float32 where bf16 is emulated
         generator, g_manifest = gan.load_generator(cfg.resolved_gan_dir(), cfg.dataset,
-                                                   cfg.precision)
+                                                   precision)
         checkpoints_used["generator"] = {"folder": g_manifest["folder"],
                                          "sha256": g_manifest["files"],
                                          "iterations": g_manifest.get("iterations")}
         settings = projection.ProjectionSettings(cfg.rec_iters, cfg.rec_rr, cfg.rec_lr,
-                                                 batch_size=cfg.eval_batch_size)
+                                                 batch_size=cfg.eval_batch_size,
+                                                 rec_prune_at=cfg.rec_prune_at,
+                                                 rec_keep=cfg.rec_keep)
         projector = projection.Projector(generator, splits.image_shape,
                                          int(g_manifest.get("latent_dim", 128)), settings)
         defended = DefendedClassifier(classifier, projector, cfg.seed)
         model_fn = defended.attack_model_fn(cfg.gradient)
         cache = evaluation.ProjectionCache(
             os.path.join(os.path.dirname(results_dir), ".projection_cache"),
-            {"generator": g_manifest["files"], **dataclasses.asdict(settings),
-             "seed": cfg.seed, "precision": cfg.precision})
+            {"generator": g_manifest["files"], **settings.cache_key(),
+             "seed": cfg.seed, "precision": precision})
     attack = attacks.make_attack(cfg.attack, model_fn, eps=cfg.fgsm_eps, alpha=cfg.rand_alpha,
                                  pgd_steps=cfg.pgd_steps, cw_iters=cfg.cw_iters,
                                  cw_lr=cfg.cw_lr, cw_c=cfg.cw_c, seed=cfg.seed)
     run_settings = {
         "model": cfg.model, "attack": cfg.attack, "defense": cfg.defense,
         "gradient": cfg.gradient, "num_tests": cfg.num_tests, "seed": cfg.seed,
-        "batch_size": cfg.eval_batch_size, "precision": cfg.precision,
+        "batch_size": cfg.eval_batch_size, "precision": precision,
         "attack_settings": attacks.describe(
             cfg.attack, eps=cfg.fgsm_eps, alpha=cfg.rand_alpha, pgd_steps=cfg.pgd_steps,
             cw_iters=cfg.cw_iters, cw_lr=cfg.cw_lr, cw_c=cfg.cw_c, seed=cfg.seed),
         "rec_iters": cfg.rec_iters, "rec_rr": cfg.rec_rr, "rec_lr": cfg.rec_lr,
         "checkpoints": checkpoints_used}
+    if cfg.rec_prune_at:
+        run_settings.update(rec_prune_at=cfg.rec_prune_at, rec_keep=cfg.rec_keep)
     gradient = (cfg.gradient if cfg.defense == "defense_gan" else
                 "the evaluated classifier's own gradient")
     print(f"[whitebox] {cfg.attack} on model {cfg.model}, defense {cfg.defense} "
