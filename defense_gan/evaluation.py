@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from defense_gan.files import write_bytes_atomic, write_json_atomic
+from defense_gan.projection import pad_batch
 
 
 def fingerprint(settings: dict) -> str:
@@ -59,11 +60,6 @@ class ProjectionCache:
         write_json_atomic(os.path.join(self.folder, "key.json"), self.key)
 
 
-def _pad(x, size):
-    pad = size - len(x)
-    return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
-
-
 def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
              records_dir: str, settings: dict, defended=None, cache: ProjectionCache = None,
              progress=print):
@@ -92,7 +88,7 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
                 stats["batches_resumed"] += 1
                 continue
         count = hi - lo
-        x = _pad(np.asarray(images[lo:hi], np.float32), batch_size)
+        x = pad_batch(np.asarray(images[lo:hi], np.float32), batch_size)
         y = labels[lo:hi]
         batch_seed = [seed, k]
         if defended is not None:

@@ -26,7 +26,14 @@ in, so a result can be recomputed exactly.
 import dataclasses
 import time
 
+import numpy as np
 import tensorflow as tf
+
+
+def pad_batch(x: np.ndarray, size: int) -> np.ndarray:
+    """Pad a batch of n <= size images to `size` by repeating the last one (fixed shapes)."""
+    pad = size - len(x)
+    return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,18 +149,14 @@ class Projector(tf.Module):
         """Project any number of images (float32 [N, H, W, C]) in fixed-size batches; the last
         batch is padded. Batch k uses seed (seed, k). Returns numpy (x_rec, z_star, mse) and
         images per second."""
-        import numpy as np
         b = self.settings.batch_size
         n = len(images)
         outs = []
         start = time.time()
         for k, lo in enumerate(range(0, n, b)):
             chunk = np.asarray(images[lo:lo + b], np.float32)
-            pad = b - len(chunk)
-            if pad:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-            out = self(chunk, [seed, k])
-            outs.append([t.numpy()[:b - pad] for t in out])
+            out = self(pad_batch(chunk, b), [seed, k])
+            outs.append([t.numpy()[:len(chunk)] for t in out])
             if progress:
                 progress(min(lo + b, n), n)
         rate = n / max(time.time() - start, 1e-9)

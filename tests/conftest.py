@@ -17,6 +17,7 @@ import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 MAIN = os.path.join(REPO, "main.py")
@@ -126,3 +127,17 @@ def smoke_classifier(tmp_path_factory) -> SmokeRun:
                             f"--model={SMOKE_CLASSIFIER_MODEL}", f"--train_dir={train_dir}")
     assert rc == 0, f"smoke classifier run failed ({rc}):\n{out}\n{err}"
     return SmokeRun(train_dir, out, err)
+
+
+def dense_generator(seed: int, latent: int = 8, shape=(28, 28, 1)):
+    """z [N, latent] -> sigmoid(W z + b) as [N, *shape], W ~ N(0, 1). Unlike the toy release
+    architecture its output depends strongly on z and the loss is nearly convex in z, so a few
+    gradient steps make real progress, restarts end at different MSEs, and a point of its
+    range is recovered exactly."""
+    import keras
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((latent,)),
+        keras.layers.Dense(int(np.prod(shape)), activation="sigmoid",
+                           kernel_initializer=keras.initializers.RandomNormal(stddev=1.0)),
+        keras.layers.Reshape(shape)])

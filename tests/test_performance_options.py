@@ -3,9 +3,10 @@
 
 import io
 
-import keras
 import numpy as np
 import pytest
+
+import conftest
 import tensorflow as tf
 
 from conftest import TINY_LATENT_DIM
@@ -20,14 +21,7 @@ SEED = [5, 6]
 
 @pytest.fixture(scope="module")
 def dense_generator():
-    """z [N, 8] -> sigmoid(W z + b) as [N, 28, 28, 1]: its output depends strongly on z, so
-    restarts end at different MSEs and the prune has something to choose."""
-    keras.utils.set_random_seed(3)
-    return keras.Sequential([
-        keras.Input((LATENT,)),
-        keras.layers.Dense(784, activation="sigmoid",
-                           kernel_initializer=keras.initializers.RandomNormal(stddev=1.0)),
-        keras.layers.Reshape(SHAPE)])
+    return conftest.dense_generator(3, LATENT, SHAPE)
 
 
 @pytest.fixture(scope="module")

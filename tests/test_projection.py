@@ -1,9 +1,10 @@
 """The Defense-GAN projection x -> G(z*) on toy generators: descent, recovery, the restart choice,
 one trace per batch shape, stateless seeding, the initial z, batching and settings checks."""
 
-import keras
 import numpy as np
 import pytest
+
+import conftest
 import tensorflow as tf
 
 from conftest import TINY_LATENT_DIM
@@ -17,15 +18,7 @@ B = 4  # images per projector call
 
 @pytest.fixture(scope="module")
 def dense_generator():
-    """z [N, 8] -> sigmoid(W z + b) as [N, 28, 28, 1], W ~ N(0, 1). Unlike the toy release
-    architecture its output depends strongly on z, and the loss is nearly convex in z, so a
-    few gradient steps make real progress and a point of its range is recovered exactly."""
-    keras.utils.set_random_seed(1)
-    return keras.Sequential([
-        keras.Input((LATENT,)),
-        keras.layers.Dense(784, activation="sigmoid",
-                           kernel_initializer=keras.initializers.RandomNormal(stddev=1.0)),
-        keras.layers.Reshape(SHAPE)])
+    return conftest.dense_generator(1, LATENT, SHAPE)
 
 
 @pytest.fixture(scope="module")
