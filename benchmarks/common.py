@@ -6,6 +6,7 @@ Settings that TensorFlow reads once at import (TF_ENABLE_ONEDNN_OPTS) or at its 
 them into one JSON file. TensorFlow is imported only in workers.
 """
 
+import argparse
 import json
 import os
 import platform
@@ -108,6 +109,19 @@ def matmul_gflops(dtype_name: str, n: int, reps: int) -> float:
     mm(a, b).numpy()
     best = min(timed(lambda: mm(a, b).numpy(), reps))
     return 2.0 * n ** 3 / best / 1e9
+
+
+def parse_or_work(parser, worker, name: str):
+    """Add the shared --out / --worker options and parse. In a worker process (--worker SPEC)
+    run `worker(spec)`, print its RESULT line and return None; else return the parsed args."""
+    parser.add_argument("--out", default=None,
+                        help=f"JSON output (default benchmarks/results/{name}[_quick].json)")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        report(worker(json.loads(args.worker)))
+        return None
+    return args
 
 
 def report(result: dict) -> None:

@@ -33,7 +33,6 @@ load it saw.
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -341,12 +340,8 @@ def main():
     parser.add_argument("--gan_dir", default=os.path.join(common.REPO, "checkpoints", "mnist",
                                                           "gan"),
                         help="generator to time ('random' for random weights)")
-    parser.add_argument("--out", default=None,
-                        help="JSON output (default benchmarks/results/projection[_quick].json)")
-    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        common.report(worker(json.loads(args.worker)))
+    args = common.parse_or_work(parser, worker, "projection")
+    if args is None:
         return
     args.rec_iters = args.rec_iters or (10 if args.quick else 200)
     args.eager_iters = args.eager_iters or (args.rec_iters if args.quick else 20)

@@ -15,7 +15,6 @@ the same machine load; the best repetition counts. Real MNIST batches are used.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -129,12 +128,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="3 iterations, 1 repetition")
     parser.add_argument("--iterations", type=int, default=None, help="per timed repetition")
     parser.add_argument("--reps", type=int, default=None)
-    parser.add_argument("--out", default=None,
-                        help="JSON output (default benchmarks/results/train_gan[_quick].json)")
-    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        common.report(worker(json.loads(args.worker)))
+    args = common.parse_or_work(parser, worker, "train_gan")
+    if args is None:
         return
     iterations = args.iterations or (3 if args.quick else 20)
     reps = args.reps or (1 if args.quick else 3)
