@@ -59,15 +59,19 @@ class Critic(keras.Model):
     def __init__(self, dim: int = 64, precision: str = "float32", **kwargs):
         super().__init__(**kwargs)
         policy = _policy(precision)
-        self.convs = [layers.Conv2D(dim * m, 5, strides=2, padding="same", dtype=policy,
-                                    name=f"conv{i + 1}") for i, m in enumerate((1, 2, 4))]
+        # Named attributes, not a list: Keras 3 hides list attributes from tf.train.Checkpoint
+        # (see the classifiers). Checkpoints written before this change held these weights only
+        # under the critic's optimizer; they still restore (tests/test_training.py).
+        conv = lambda i, m: layers.Conv2D(dim * m, 5, strides=2, padding="same",  # noqa: E731
+                                          dtype=policy, name=f"conv{i}")
+        self.conv1, self.conv2, self.conv3 = conv(1, 1), conv(2, 2), conv(3, 4)
         self.act = layers.LeakyReLU(0.2, dtype=policy)
         self.flatten = layers.Flatten(dtype=policy)
         self.out = layers.Dense(1, dtype=policy, name="out")
 
     def call(self, x, training=False):
         h = x
-        for conv in self.convs:
+        for conv in (self.conv1, self.conv2, self.conv3):
             h = self.act(conv(h))
         return tf.cast(self.out(self.flatten(h))[:, 0], tf.float32)
 

@@ -40,6 +40,15 @@ def test_critic_has_1030145_parameters():
     assert critic.count_params() == 1_030_145
 
 
+def test_critic_alone_in_a_checkpoint_saves_every_weight(tmp_path):
+    critic = networks.build(networks.Critic(), networks.MNIST_SHAPE)
+    prefix = tf.train.Checkpoint(critic=critic).save(str(tmp_path / "critic"))
+    saved = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    kernels = sorted(tuple(shape) for key, shape in saved.items()
+                     if key.startswith("critic/") and "kernel" in key)
+    assert kernels == [(5, 5, 1, 64), (5, 5, 64, 128), (5, 5, 128, 256), (4096, 1)]
+
+
 def test_generator_maps_latents_to_28x28x1_images_in_unit_range():
     generator = networks.build(networks.Generator(128), (128,))
     images = generator(tf.random.stateless_normal([3, 128], seed=[0, 1]) * 5.0).numpy()

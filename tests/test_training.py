@@ -135,6 +135,36 @@ def test_run_killed_with_sigkill_at_random_moments_resumes_and_finishes_intact(t
 
 # --- refusals -----------------------------------------------------------------------------------
 
+def test_checkpoint_in_the_session_1_critic_layout_resumes_and_is_rewritten_in_the_new_one(
+        tmp_path):
+    # Session-1 checkpoints kept the critic's convolutions in a list, invisible to
+    # tf.train.Checkpoint: only `out` was saved under the critic, the convolutions only under
+    # the critic's optimizer.
+    model = gan.build_wgan(latent_dim=128, critic_iters=2)
+    rng = np.random.default_rng(5)
+    for var in model.critic.conv1.weights:
+        var.assign(rng.normal(0.0, 0.3, var.shape).astype(np.float32))
+    expected = model.critic.conv1.kernel.numpy()
+    legacy = tf.train.Checkpoint(step=tf.Variable(SMOKE_ITERATIONS - 1, dtype=tf.int64),
+                                 wall_clock=tf.Variable(0.0, dtype=tf.float64),
+                                 generator=model.generator,
+                                 critic=tf.train.Checkpoint(out=model.critic.out),
+                                 g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
+                                 rng=model.rng)
+    old = tf.train.CheckpointManager(legacy, str(tmp_path / training.CKPT_SUBDIR), 5).save(
+        checkpoint_number=SMOKE_ITERATIONS - 1)
+    assert not any(k.startswith("critic/conv") for k in
+                   tf.train.load_checkpoint(old).get_variable_to_shape_map())
+
+    code, out, err = run_main(*smoke_args(tmp_path))
+    assert code == 0, err
+    assert f"resuming from step {SMOKE_ITERATIONS - 1}" in out
+    new = tf.train.load_checkpoint(latest_checkpoint(tmp_path))
+    kernel = new.get_tensor("critic/conv1/_kernel/.ATTRIBUTES/VARIABLE_VALUE")
+    # One more step of Adam (lr 1e-4, 2 critic steps) moves each weight by about 2e-4.
+    np.testing.assert_allclose(kernel, expected, atol=2e-3)
+
+
 def test_truncated_checkpoint_data_file_exits_2_naming_train_dir_and_touches_nothing(smoke_copy):
     data_file = smoke_copy / training.CKPT_SUBDIR / (
         f"ckpt-{SMOKE_ITERATIONS}.data-00000-of-00001")
