@@ -10,6 +10,11 @@ Projects the first --num_tests test images twice with the same seeds: once faith
 accuracies of classifier(P(x)), their difference (the issue's bound: 0.3 points), how often
 the two predictions agree, the mean projection MSEs and each setting's images/s. Where the
 CPU has no bfloat16 arithmetic the fast setting falls back to float32 (with a message).
+
+Reconstructions go through the clean-image cache that `main.py --mode=whitebox` uses
+(results/mnist/whitebox/.projection_cache, same batches and seeds): the faithful half is free
+after a Defense-GAN whitebox run on as many images, and a killed check resumes per batch.
+Images/s are measured on the batches projected in this run (null when all were cached).
 """
 
 import argparse
@@ -42,13 +47,20 @@ def main():
     parser.add_argument("--rec_prune_at", type=float, default=0.0,
                         help="early stop of the fast setting (0: off)")
     parser.add_argument("--rec_keep", type=int, default=2)
-    parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results",
-                                                      "accuracy_check.json"))
+    parser.add_argument("--out", default=None, help="report JSON (default: benchmarks/"
+                        "results/accuracy_check_<precision>[_prune<at>_keep<k>].json)")
+    parser.add_argument("--cache_dir", default=os.path.join(REPO, "results", "mnist",
+                                                            "whitebox"),
+                        help="folder whose .projection_cache holds reconstructions ('' : none)")
     args = parser.parse_args()
+    if args.out is None:
+        tag = args.precision + (f"_prune{args.rec_prune_at:g}_keep{args.rec_keep}"
+                                if args.rec_prune_at else "")
+        args.out = os.path.join(REPO, "benchmarks", "results", f"accuracy_check_{tag}.json")
 
     import numpy as np
 
-    from defense_gan import checkpoints, classifiers, data, gan, hardware, projection
+    from defense_gan import checkpoints, classifiers, data, evaluation, gan, hardware, projection
     from defense_gan.config import DefenseGanError
     from defense_gan.files import write_json_atomic
 
@@ -71,9 +83,11 @@ def main():
             generator, g_manifest = gan.load_generator(args.gan_dir, "mnist", precision)
             projector = projection.Projector(generator, splits.image_shape,
                                              int(g_manifest.get("latent_dim", 128)), settings)
+            cache = (evaluation.clean_cache(args.cache_dir, g_manifest, settings, args.seed,
+                                            precision) if args.cache_dir else None)
             start = time.time()
-            x_rec, _, mse, rate = projector.project_all(
-                x, args.seed, progress=lambda done, n, name=name: print(
+            x_rec, mse, rate = evaluation.reconstruct(
+                x, projector, args.seed, cache, progress=lambda done, n, name=name: print(
                     f"[accuracy_check] {name}: {done}/{n}", flush=True))
             logits = np.concatenate([classifier(x_rec[i:i + 500], training=False).numpy()
                                      for i in range(0, len(x_rec), 500)])
@@ -98,19 +112,21 @@ def main():
         "fast": {k: v for k, v in b.items() if k != "predictions"},
         "accuracy_difference_points": diff_points,
         "prediction_agreement": float(np.mean(a["predictions"] == b["predictions"])),
-        "speedup": b["images_per_second"] / a["images_per_second"],
+        "speedup": (b["images_per_second"] / a["images_per_second"]
+                    if a["images_per_second"] and b["images_per_second"] else None),
         "within_bound": abs(diff_points) <= BOUND_POINTS, "bound_points": BOUND_POINTS,
         "environment": checkpoints.environment(),
         "command": "python " + " ".join(sys.argv),
     }
     write_json_atomic(args.out, report)
-    print(f"[accuracy_check] faithful fp32 {a['accuracy']:.4f} ({a['images_per_second']:.2f} "
-          f"img/s), fast {b['precision']}"
+    rate = lambda r: (f"{r:.2f} img/s" if r else "cached")  # noqa: E731
+    speedup = f"{report['speedup']:.2f}x" if report["speedup"] else "n/a (cached)"
+    print(f"[accuracy_check] faithful fp32 {a['accuracy']:.4f} ({rate(a['images_per_second'])}"
+          f"), fast {b['precision']}"
           + (f" prune {args.rec_prune_at:g}/keep {args.rec_keep}" if args.rec_prune_at else "")
-          + f" {b['accuracy']:.4f} ({b['images_per_second']:.2f} img/s): difference "
+          + f" {b['accuracy']:.4f} ({rate(b['images_per_second'])}): difference "
           f"{diff_points:+.2f} points (bound +-{BOUND_POINTS}), agreement "
-          f"{report['prediction_agreement']:.4f}, speed-up {report['speedup']:.2f}x -> "
-          f"{args.out}", flush=True)
+          f"{report['prediction_agreement']:.4f}, speed-up {speedup} -> {args.out}", flush=True)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,53 @@ class ProjectionCache:
         write_json_atomic(os.path.join(self.folder, "key.json"), self.key)
 
 
+def clean_cache(results_parent: str, generator_manifest: dict, settings, seed: int,
+                precision: str) -> ProjectionCache:
+    """The cache of clean-image reconstructions that every run under `results_parent` shares
+    (whitebox runs of any model and attack, and benchmarks/accuracy_check.py)."""
+    return ProjectionCache(os.path.join(results_parent, ".projection_cache"),
+                           {"generator": generator_manifest["files"], **settings.cache_key(),
+                            "seed": seed, "precision": precision})
+
+
+def reconstruct_batch(projector, cache: ProjectionCache | None, k: int, x: np.ndarray,
+                      count: int, seed: int):
+    """P(x) of batch k (x padded to the projector's batch size, `count` real images), seed
+    (seed, k), from the cache when it holds it. Returns (x_rec, mse, computed: bool)."""
+    cached = cache.get(k, count) if cache else None
+    if cached is not None:
+        return cached[0], cached[1], False
+    x_rec, _, mse = projector(x, [seed, k])
+    x_rec, mse = x_rec.numpy(), mse.numpy()
+    if cache:
+        cache.put(k, count, x_rec, mse)
+    return x_rec, mse, True
+
+
+def reconstruct(images, projector, seed: int, cache: ProjectionCache | None = None,
+                progress=None):
+    """P(x) of any number of images in the projector's fixed batches (as `evaluate` does), using
+    and filling `cache`. Returns (x_rec [N, ...], mse [N], images/s of the batches computed here
+    or None if all came from the cache)."""
+    b = projector.settings.batch_size
+    n = len(images)
+    recs, mses, computed, seconds = [], [], 0, 0.0
+    for k, lo in enumerate(range(0, n, b)):
+        count = min(b, n - lo)
+        t = time.time()
+        x_rec, mse, fresh = reconstruct_batch(
+            projector, cache, k, pad_batch(np.asarray(images[lo:lo + count], np.float32), b),
+            count, seed)
+        if fresh:
+            computed += b
+            seconds += time.time() - t
+        recs.append(x_rec[:count])
+        mses.append(mse[:count])
+        if progress:
+            progress(lo + count, n)
+    return np.concatenate(recs), np.concatenate(mses), (computed / seconds if computed else None)
+
+
 def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
              records_dir: str, settings: dict, defended=None, cache: ProjectionCache = None,
              progress=print):
@@ -105,15 +152,9 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
                           "l2": float(np.sqrt((diff[i] ** 2).sum()))} for i in range(count)]
         if defended is not None:
             t = time.time()
-            cached = cache.get(k, count) if cache else None
-            if cached is None:
-                _, x_rec_clean, mse_clean = defended.logits(x, batch_seed)
-                x_rec_clean, mse_clean = x_rec_clean.numpy(), mse_clean.numpy()
-                stats["projected_images"] += batch_size
-                if cache:
-                    cache.put(k, count, x_rec_clean, mse_clean)
-            else:
-                x_rec_clean, mse_clean = cached
+            x_rec_clean, mse_clean, fresh = reconstruct_batch(defended.projector, cache, k, x,
+                                                              count, seed)
+            stats["projected_images"] += batch_size if fresh else 0
             logits_adv, x_rec_adv, mse_adv = defended.logits(x_adv, batch_seed)
             stats["projected_images"] += batch_size
             stats["projection_seconds"] += time.time() - t

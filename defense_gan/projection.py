@@ -144,20 +144,3 @@ class Projector(tf.Module):
         z_star = tf.gather(z, flat)
         x_rec = self.generator(z_star, training=False)
         return x_rec, z_star, tf.gather(tf.reshape(mse, [-1]), flat)
-
-    def project_all(self, images, seed: int, progress=None):
-        """Project any number of images (float32 [N, H, W, C]) in fixed-size batches; the last
-        batch is padded. Batch k uses seed (seed, k). Returns numpy (x_rec, z_star, mse) and
-        images per second."""
-        b = self.settings.batch_size
-        n = len(images)
-        outs = []
-        start = time.time()
-        for k, lo in enumerate(range(0, n, b)):
-            chunk = np.asarray(images[lo:lo + b], np.float32)
-            out = self(pad_batch(chunk, b), [seed, k])
-            outs.append([t.numpy()[:len(chunk)] for t in out])
-            if progress:
-                progress(min(lo + b, n), n)
-        rate = n / max(time.time() - start, 1e-9)
-        return tuple(np.concatenate([o[i] for o in outs]) for i in range(3)) + (rate,)

@@ -2,11 +2,16 @@
 --rec_keep), the bfloat16 path and its fallback on CPUs without bfloat16 arithmetic."""
 
 import io
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import conftest
+from conftest import REPO, SMOKE_CLASSIFIER_MODEL
 import tensorflow as tf
 
 from conftest import TINY_LATENT_DIM
@@ -209,3 +214,32 @@ def test_bf16_projection_is_float32_and_close_to_the_float32_one(tiny_generator,
     np.testing.assert_allclose(out[2], ref[2], rtol=5e-2)   # MSE
     np.testing.assert_allclose(np.mean((out[0] - images) ** 2, axis=(1, 2, 3)), out[2],
                                rtol=1e-5)                   # MSE of the output, in float32
+
+
+# --- benchmarks/accuracy_check.py ---------------------------------------------------------------
+
+def run_accuracy_check(smoke_run, smoke_classifier, tmp_path):
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "accuracy_check.py"),
+         f"--gan_dir={smoke_run.train_dir}/export",
+         f"--classifier_dir={smoke_classifier.train_dir}/export",
+         f"--model={SMOKE_CLASSIFIER_MODEL}", "--num_tests=5", "--batch_size=2",
+         "--rec_iters=3", "--rec_rr=2", "--precision=float32", "--rec_prune_at=0.5",
+         "--rec_keep=1", f"--cache_dir={tmp_path}", f"--out={out}"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text())
+
+
+def test_accuracy_check_reports_both_settings_then_resumes_from_the_cache(
+        smoke_run, smoke_classifier, tmp_path):
+    first = run_accuracy_check(smoke_run, smoke_classifier, tmp_path)
+    assert first["num_tests"] == 5 and first["faithful"]["images_per_second"] > 0
+    assert first["fast"]["settings"]["rec_prune_at"] == 0.5
+    again = run_accuracy_check(smoke_run, smoke_classifier, tmp_path)
+    assert again["faithful"]["images_per_second"] is None  # every batch came from the cache
+    assert again["fast"]["images_per_second"] is None
+    for name in ("faithful", "fast"):
+        assert again[name]["accuracy"] == first[name]["accuracy"]
+        assert again[name]["mean_mse"] == first[name]["mean_mse"]

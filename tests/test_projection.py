@@ -8,7 +8,7 @@ import conftest
 import tensorflow as tf
 
 from conftest import TINY_LATENT_DIM
-from defense_gan import data, projection
+from defense_gan import data, evaluation, projection
 from defense_gan.projection import ProjectionSettings, Projector
 
 SHAPE = (28, 28, 1)
@@ -135,18 +135,39 @@ def test_z_starts_from_a_normal_with_variance_one_over_latent_dim(tiny_generator
 
 # --- batching and settings ---------------------------------------------------------------------
 
-def test_project_all_pads_the_last_batch_and_returns_exactly_n_results(tiny_generator):
+def test_reconstruct_pads_the_last_batch_and_returns_exactly_n_results(tiny_generator):
     p = projector(tiny_generator, batch_size=2)
     images = uniform_images(5, 0)
-    x_rec, z_star, mse, rate = p.project_all(images, seed=9)
-    assert x_rec.shape == (5, *SHAPE) and z_star.shape == (5, LATENT) and mse.shape == (5,)
+    x_rec, mse, rate = evaluation.reconstruct(images, p, seed=9)
+    assert x_rec.shape == (5, *SHAPE) and mse.shape == (5,)
     assert rate > 0 and p.traces == 1  # the padded batch reused the one graph
     # Batch k is projected with seed (9, k); the last batch is image 4 padded with itself.
     first = p(images[0:2], [9, 0])
     last = p(np.concatenate([images[4:5], images[4:5]]), [9, 2])
-    np.testing.assert_array_equal(z_star[0:2], first[1].numpy())
-    np.testing.assert_array_equal(z_star[4], last[1].numpy()[0])
+    np.testing.assert_array_equal(x_rec[0:2], first[0].numpy())
+    np.testing.assert_array_equal(x_rec[4], last[0].numpy()[0])
     np.testing.assert_array_equal(mse[4], last[2].numpy()[0])
+
+
+def test_reconstruct_again_with_a_cache_projects_nothing_and_returns_the_same(tiny_generator,
+                                                                             tmp_path):
+    p = projector(tiny_generator, batch_size=2)
+    images = uniform_images(3, 1)
+    cache = evaluation.ProjectionCache(str(tmp_path), {"test": 1})
+    first = evaluation.reconstruct(images, p, seed=4, cache=cache)
+    calls = []
+
+    class Counting:
+        settings = p.settings
+
+        def __call__(self, x, seed):
+            calls.append(seed)
+            return p(x, seed)
+
+    x_rec, mse, rate = evaluation.reconstruct(images, Counting(), seed=4, cache=cache)
+    assert calls == [] and rate is None
+    np.testing.assert_array_equal(x_rec, first[0])
+    np.testing.assert_array_equal(mse, first[1])
 
 
 @pytest.mark.parametrize("field", ["rec_rr", "rec_iters", "batch_size"])

@@ -58,10 +58,8 @@ def run(cfg: Config) -> None:
                                          int(g_manifest.get("latent_dim", 128)), settings)
         defended = DefendedClassifier(classifier, projector, cfg.seed)
         model_fn = defended.attack_model_fn(cfg.gradient)
-        cache = evaluation.ProjectionCache(
-            os.path.join(os.path.dirname(results_dir), ".projection_cache"),
-            {"generator": g_manifest["files"], **settings.cache_key(),
-             "seed": cfg.seed, "precision": precision})
+        cache = evaluation.clean_cache(os.path.dirname(results_dir), g_manifest, settings,
+                                       cfg.seed, precision)
     attack = attacks.make_attack(cfg.attack, model_fn, eps=cfg.fgsm_eps, alpha=cfg.rand_alpha,
                                  pgd_steps=cfg.pgd_steps, cw_iters=cfg.cw_iters,
                                  cw_lr=cfg.cw_lr, cw_c=cfg.cw_c, seed=cfg.seed)
