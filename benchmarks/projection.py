@@ -8,9 +8,10 @@ pools) measures, on the same 50 MNIST test images and the same restarts:
   (a) the project's projection, defense_gan.projection.Projector, in images/s;
   (b) an eager reference written here: a Python loop of GradientTape steps with the same maths
       (tile R, z ~ N(0, 1/latent_dim), momentum 0.7, lr 10, per-restart pixel MSE, summed,
-      best restart), on the same generator; its time per step is measured on --eager_iters
-      steps (the step cost does not depend on L), in alternation with the projection on as
-      many steps, and reported for L steps;
+      best restart), on the same weights called as plain Keras layers (the last one Keras'
+      own Conv2DTranspose, not the project's sub-pixel form); its time per step is measured
+      on --eager_iters steps (the step cost does not depend on L), in alternation with the
+      projection on as many steps, and reported for L steps;
   (c) the matmul throughput (GFLOP/s) in float32 and bfloat16, in the same process.
 The projection's achieved GFLOP/s counts the generator's forward and input-gradient backward
 per step analytically (no weight gradients: only dLoss/dz is needed).
@@ -18,10 +19,11 @@ per step analytically (no weight gradients: only dLoss/dz is needed).
 Workers (one process each, fresh TensorFlow): `tf_defaults` (TF_ENABLE_ONEDNN_OPTS unset,
 default threads: plain TF) times fp32; `project` (TF_ENABLE_ONEDNN_OPTS=1 as main.py sets it)
 times fp32 and, where the CPU has AVX512-BF16/AMX, bf16 at batch 50 and L steps (both with the
-eager reference), the early stop (--rec_prune_at/--rec_keep) on the fastest precision, and a
-sweep of batch sizes (50/100/200 images per call, --sweep_iters steps); `threads_IxJ` workers
-time intra_op=I/inter_op=J thread pools. Variants of one worker are timed round-robin, so
-their ratios see the same load. Rates are images/s at L steps (step time x L for the sweep).
+eager reference), the same with Keras' transposed convolution as the last layer
+(`*_keras_last`: what the sub-pixel rewrite gains), the early stop (--rec_prune_at/--rec_keep)
+on the fastest precision, and a sweep of batch sizes (50/100/200 images per call,
+--sweep_iters steps); `threads_IxJ` workers time intra_op=I/inter_op=J thread pools.
+Variants of one worker are timed round-robin, so their ratios see the same load. Rates are images/s at L steps (step time x L for the sweep).
 The fastest setting without early stop is reported as the fastest accurate one (bf16 still
 needs accuracy_check.py on trained checkpoints).
 
@@ -90,9 +92,24 @@ def test_images(n: int):
         return rng.uniform(size=(n, *IMAGE)).astype(np.float32), f"uniform noise ({err})"
 
 
-def eager_projection(generator, x, seed, iters, restarts, lr=10.0, momentum=0.7):
-    """The reference: the same maths as Projector, as a plain eager GradientTape loop."""
+def plain_keras_generator(generator):
+    """The generator's layers called one by one, the last with Keras' own Conv2DTranspose: the
+    network as plain Keras runs it, without the project's sub-pixel rewrite of the last layer
+    (defense_gan.networks.subpixel_conv_transpose). Same weights, same function."""
     import tensorflow as tf
+    g = generator
+
+    def call(z, training=False):
+        h = g.deconv2(g.crop(g.deconv1(g.reshape(g.fc(z)))))
+        return tf.sigmoid(tf.cast(g.deconv3(h), tf.float32))
+    return call
+
+
+def eager_projection(generator, x, seed, iters, restarts, lr=10.0, momentum=0.7):
+    """The reference: the same maths as Projector, as a plain eager GradientTape loop through
+    the plain Keras layers (`plain_keras_generator`)."""
+    import tensorflow as tf
+    generator = plain_keras_generator(generator)
     batch = x.shape[0]
     targets = tf.repeat(x, restarts, axis=0)
     z = tf.random.stateless_normal([batch * restarts, LATENT_DIM], seed=seed,
@@ -141,6 +158,8 @@ def worker(spec: dict) -> dict:
     runs = []
     for v in spec["variants"]:
         generator, batch, restarts = generators[v["precision"]], v["batch"], 10
+        if v.get("keras_last"):
+            generator = plain_keras_generator(generator)
         x = tf.constant(images[:batch])
         settings = projection.ProjectionSettings(v["iters"], restarts, 10.0, batch_size=batch,
                                                  rec_prune_at=v.get("prune_at", 0.0),
@@ -209,9 +228,9 @@ def worker(spec: dict) -> dict:
 # --- parent -----------------------------------------------------------------------------------
 
 def variant(name, precision="float32", batch=50, iters=200, L=200, eager=False, prune_at=0.0,
-            keep=2) -> dict:
+            keep=2, keras_last=False) -> dict:
     return {"name": name, "precision": precision, "batch": batch, "iters": iters, "L": L,
-            "eager": eager, "prune_at": prune_at, "keep": keep}
+            "eager": eager, "prune_at": prune_at, "keep": keep, "keras_last": keras_last}
 
 
 def describe(spec, v) -> str:
@@ -220,7 +239,8 @@ def describe(spec, v) -> str:
     onednn = ("TF_ENABLE_ONEDNN_OPTS unset" if spec["onednn"] is None else
               f"TF_ENABLE_ONEDNN_OPTS={spec['onednn']}")
     prune = f", prune at {v['prune_at']:g} keep {v['keep']}" if v.get("prune_at") else ""
-    return f"{v['precision']}, batch {v['batch']}, {threads}, {onednn}{prune}"
+    last = ", Keras Conv2DTranspose last layer" if v.get("keras_last") else ""
+    return f"{v['precision']}, batch {v['batch']}, {threads}, {onednn}{prune}{last}"
 
 
 def run_all(args) -> dict:
@@ -236,6 +256,10 @@ def run_all(args) -> dict:
     tag = {"float32": "fp32", "bfloat16": "bf16"}
     fast = precisions[-1]
     project = [variant(f"{tag[p]}_b50", p, 50, L, L, eager=True) for p in precisions]
+    # The same projection with the last layer as Keras' transposed convolution: what the
+    # sub-pixel rewrite gains.
+    project += [variant(f"{tag[p]}_b50_keras_last", p, 50, L, L, keras_last=True)
+                for p in precisions]
     if not args.quick:
         project.append(variant(f"{tag[fast]}_b50_prune{args.prune_at:g}k{args.keep}", fast, 50,
                                L, L, prune_at=args.prune_at, keep=args.keep))
@@ -293,8 +317,14 @@ def summarize(args, run: dict) -> dict:
         if pf:
             ratios["project_bf16_vs_project_fp32"] = (pb["project_images_per_second_at_L"] /
                                                       pf["project_images_per_second_at_L"])
+    for t in ("fp32", "bf16"):
+        ours, keras_last = get.get(f"project/{t}_b50"), get.get(f"project/{t}_b50_keras_last")
+        if ours and keras_last:
+            ratios[f"subpixel_last_layer_speedup_{t}"] = (
+                ours["project_images_per_second_at_L"] /
+                keras_last["project_images_per_second_at_L"])
     accurate = {k: r for k, r in get.items() if not r["spec"].get("prune_at")
-                and not k.startswith("tf_defaults/")}
+                and not r["spec"].get("keras_last") and not k.startswith("tf_defaults/")}
     fastest_key = max(accurate, key=lambda k: accurate[k]["project_images_per_second_at_L"],
                       default=None)
     fastest = accurate.get(fastest_key)
@@ -368,7 +398,9 @@ def main():
     print(f"[bench] {doc['cpu']}: project fp32 = {fmt('project_fp32_vs_eager_fp32')}x eager, "
           f"{fmt('project_fp32_fraction_of_fp32_matmul')} of fp32 matmul; bf16 = "
           f"{fmt('project_bf16_vs_project_fp32')}x fp32 "
-          f"({fmt('project_bf16_fraction_of_bf16_matmul')} of bf16 matmul); fastest ({summary['fastest_setting']}) = "
+          f"({fmt('project_bf16_fraction_of_bf16_matmul')} of bf16 matmul); sub-pixel last "
+          f"layer {fmt('subpixel_last_layer_speedup_fp32')}x; fastest "
+          f"({summary['fastest_setting']}) = "
           f"{fmt('fastest_vs_plain_tf_fp32_defaults_eager')}x plain TF fp32 defaults; "
           f"-> {out_path}", flush=True)
 

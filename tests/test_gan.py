@@ -1,5 +1,6 @@
 """defense_gan.gan and the GAN networks: sizes, the gradient penalty and one WGAN-GP step."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -47,6 +48,34 @@ def test_critic_alone_in_a_checkpoint_saves_every_weight(tmp_path):
     kernels = sorted(tuple(shape) for key, shape in saved.items()
                      if key.startswith("critic/") and "kernel" in key)
     assert kernels == [(5, 5, 1, 64), (5, 5, 64, 128), (5, 5, 128, 256), (4096, 1)]
+
+
+@pytest.mark.parametrize("size,channels,filters", [(14, 64, 1), (7, 16, 8), (3, 4, 2)])
+def test_subpixel_conv_transpose_equals_keras_transposed_convolution_and_its_gradients(
+        size, channels, filters):
+    layer = keras.layers.Conv2DTranspose(filters, 5, strides=2, padding="same")
+    x = tf.random.stateless_normal([3, size, size, channels], [1, 2])
+    layer.build(x.shape)
+    layer.bias.assign(tf.random.stateless_normal(layer.bias.shape, [3, 4]))
+    weights = [layer.kernel, layer.bias]
+
+    def value_and_grads(f):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = f(x)
+            loss = tf.reduce_sum(tf.sin(y))
+        return [y] + tape.gradient(loss, [x] + weights)
+
+    ours = value_and_grads(lambda t: networks.subpixel_conv_transpose(layer, t))
+    for got, want in zip(ours, value_and_grads(layer)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_generator_equals_its_layers_with_the_keras_transposed_convolution_last():
+    g = networks.build(networks.Generator(), (128,))
+    z = tf.random.stateless_normal([4, 128], [5, 6])
+    h = g.deconv2(g.crop(g.deconv1(g.reshape(g.fc(z)))))
+    np.testing.assert_allclose(g(z).numpy(), tf.sigmoid(g.deconv3(h)).numpy(), atol=1e-6)
 
 
 def test_generator_maps_latents_to_28x28x1_images_in_unit_range():
