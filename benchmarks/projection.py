@@ -23,8 +23,8 @@ eager reference), the same with Keras' transposed convolution as the last layer
 (`*_keras_last`: what the sub-pixel rewrite gains), the early stop (--rec_prune_at/--rec_keep)
 on the fastest precision, and a sweep of batch sizes (50/100/200 images per call,
 --sweep_iters steps); `threads_IxJ` workers time intra_op=I/inter_op=J thread pools.
-Variants of one worker are timed round-robin, so their ratios see the same load. Rates are images/s at L steps (step time x L for the sweep).
-The fastest setting without early stop is reported as the fastest accurate one (bf16 still
+Variants of one worker are timed round-robin, so their ratios see the same load. Rates are
+images/s at L steps (step time x L for the sweep). The fastest setting without early stop is reported as the fastest accurate one (bf16 still
 needs accuracy_check.py on trained checkpoints).
 
 The generator is the shipped one (checkpoints/mnist/gan) where it exists, else random weights:
