@@ -19,13 +19,13 @@ per step analytically (no weight gradients: only dLoss/dz is needed).
 Workers (one process each, fresh TensorFlow): `tf_defaults` (TF_ENABLE_ONEDNN_OPTS unset,
 default threads: plain TF) times fp32; `project` (TF_ENABLE_ONEDNN_OPTS=1 as main.py sets it)
 times fp32 and, where the CPU has AVX512-BF16/AMX, bf16 at batch 50 and L steps (both with the
-eager reference), the same with Keras' transposed convolution as the last layer
-(`*_keras_last`: what the sub-pixel rewrite gains), the early stop (--rec_prune_at/--rec_keep)
-on the fastest precision, and a sweep of batch sizes (50/100/200 images per call,
---sweep_iters steps); `threads_IxJ` workers time intra_op=I/inter_op=J thread pools.
-Variants of one worker are timed round-robin, so their ratios see the same load. Rates are
-images/s at L steps (step time x L for the sweep). The fastest setting without early stop is reported as the fastest accurate one (bf16 still
-needs accuracy_check.py on trained checkpoints).
+eager reference), the same with Keras' transposed convolution as the last layer (`*_keras_last`:
+what the sub-pixel rewrite gains), the early stop (--rec_prune_at/--rec_keep) on the fastest
+precision, and a sweep of batch sizes (50/100/200 images per call, --sweep_iters steps);
+`threads_IxJ` workers time intra_op=I/inter_op=J thread pools. Variants of one worker are timed
+round-robin, so their ratios see the same load. Rates are images/s at L steps (step time x L for
+the sweep). The fastest setting without early stop is reported as the fastest accurate one (bf16
+still needs accuracy_check.py on trained checkpoints).
 
 The generator is the shipped one (checkpoints/mnist/gan) where it exists, else random weights:
 speed does not depend on the weights (the JSON says which was used). The machine may be busy
