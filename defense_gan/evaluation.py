@@ -140,6 +140,12 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         batch_seed = [seed, k]
         if defended is not None:
             defended.attack_seed.assign(batch_seed)
+            t = time.time()
+            x_rec_clean, mse_clean, fresh = reconstruct_batch(defended.projector, cache, k, x,
+                                                              count, seed)
+            stats["projected_images"] += batch_size if fresh else 0
+            stats["projection_seconds"] += time.time() - t
+            defended.remember(x, x_rec_clean, batch_seed)  # BPDA at x reuses P(x)
         t = time.time()
         x_adv = attack(tf.constant(x)).numpy()
         stats["attack_seconds"] += time.time() - t
@@ -152,9 +158,6 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
                           "l2": float(np.sqrt((diff[i] ** 2).sum()))} for i in range(count)]
         if defended is not None:
             t = time.time()
-            x_rec_clean, mse_clean, fresh = reconstruct_batch(defended.projector, cache, k, x,
-                                                              count, seed)
-            stats["projected_images"] += batch_size if fresh else 0
             logits_adv, x_rec_adv, mse_adv = defended.logits(x_adv, batch_seed)
             stats["projected_images"] += batch_size
             stats["projection_seconds"] += time.time() - t

@@ -83,3 +83,45 @@ def test_logits_of_the_defended_classifier_classify_the_projection(defended, x):
     np.testing.assert_array_equal(x_rec.numpy(), ref_rec.numpy())
     np.testing.assert_array_equal(mse.numpy(), ref_mse.numpy())
     np.testing.assert_allclose(logits.numpy(), defended.classifier(ref_rec).numpy(), rtol=1e-6)
+
+
+class CountingProjector:
+    """A projector that counts the projections it runs (also inside tf.function / tf.cond)."""
+
+    def __init__(self, projector):
+        self.projector, self.settings = projector, projector.settings
+        self.image_shape = projector.image_shape
+        self.calls = tf.Variable(0)
+
+    def __call__(self, x, seed):
+        self.calls.assign_add(1)
+        return self.projector(x, seed)
+
+
+@pytest.fixture
+def counted(defended):
+    return DefendedClassifier(defended.classifier, CountingProjector(defended.projector), seed=3)
+
+
+def test_bpda_fgsm_reuses_the_remembered_projection_and_is_unchanged(defended, counted, x):
+    eps = 0.1
+    reference = attacks.fgsm(defended.attack_model_fn("bpda"), x, eps).numpy()
+    counted.remember(x, projection_of(counted, x), counted.attack_seed)
+    counted.projector.calls.assign(0)
+    x_adv = attacks.fgsm(counted.attack_model_fn("bpda"), x, eps).numpy()
+    assert int(counted.projector.calls.numpy()) == 0
+    np.testing.assert_array_equal(x_adv, reference)
+
+
+@pytest.mark.parametrize("change", ["input", "seed"])
+def test_bpda_projects_when_input_or_seed_differ_from_the_remembered_ones(counted, x, change):
+    counted.remember(x, projection_of(counted, x), counted.attack_seed)
+    if change == "input":
+        x = x + 0.01
+    else:
+        counted.attack_seed.assign([3, 1])
+    counted.projector.calls.assign(0)
+    logits = counted.attack_model_fn("bpda")(x)
+    assert int(counted.projector.calls.numpy()) == 1
+    expected = counted.classifier(projection_of(counted, x))
+    np.testing.assert_allclose(logits.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
