@@ -42,7 +42,6 @@ class Generator(keras.Model):
         self.deconv3 = layers.Conv2DTranspose(1, 5, strides=2, padding="same", dtype=policy,
                                               name="deconv3")
 
-
     def call(self, z, training=False):
         h = self.reshape(self.fc(z))
         h = self.deconv2(self.crop(self.deconv1(h)))

@@ -24,7 +24,6 @@ in, so a result can be recomputed exactly.
 """
 
 import dataclasses
-import time
 
 import numpy as np
 import tensorflow as tf
