@@ -51,6 +51,22 @@ def run_worker(script: str, spec: dict, timeout: float = 3600) -> dict:
     return {"name": spec["name"], "spec": spec, "error": f"exit {proc.returncode}: {tail}"}
 
 
+def run_workers(script: str, workers: list, header, report) -> list:
+    """Run each worker spec in turn (`run_worker`), printing `[bench] worker <name><header(spec)>`
+    before it, a failure line if it failed, else `report(spec, result)`. Returns every result
+    (failed ones carry "error")."""
+    results = []
+    for spec in workers:
+        print(f"[bench] worker {spec['name']}{header(spec)}", flush=True)
+        res = run_worker(script, spec)
+        results.append(res)
+        if "error" in res:
+            print(f"[bench]   failed: {res['error']}", flush=True)
+        else:
+            report(spec, res)
+    return results
+
+
 def machine() -> dict:
     """What the parent knows without importing TensorFlow."""
     from defense_gan import hardware

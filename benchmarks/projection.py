@@ -275,16 +275,11 @@ def run_all(args) -> dict:
                                 intra_op=intra, inter_op=inter,
                                 variants=[variant(f"{tag[p]}_b50_sweep", p, 50, S, L)
                                           for p in precisions]))
-    results = []
-    for spec in workers:
-        print(f"[bench] worker {spec['name']}: " + "; ".join(
-            f"{v['name']} ({describe(spec, v)}, {v['iters']} steps)" for v in spec["variants"]),
-            flush=True)
-        res = common.run_worker(SCRIPT, spec)
-        results.append(res)
-        if "error" in res:
-            print(f"[bench]   failed: {res['error']}", flush=True)
-            continue
+    def header(spec):
+        return ": " + "; ".join(f"{v['name']} ({describe(spec, v)}, {v['iters']} steps)"
+                                for v in spec["variants"])
+
+    def report(spec, res):
         print(f"[bench]   matmul fp32 {res['matmul_gflops']['float32']:.0f}, bf16 "
               f"{res['matmul_gflops']['bfloat16']:.0f} GFLOP/s", flush=True)
         for name, r in res["variants"].items():
@@ -297,6 +292,8 @@ def run_all(args) -> dict:
                 line += (f"; eager {r['eager_images_per_second_at_L']:.2f} img/s -> "
                          f"{r['project_vs_eager']:.2f}x")
             print(line, flush=True)
+
+    results = common.run_workers(SCRIPT, workers, header, report)
     return {"machine": info, "results": results}
 
 

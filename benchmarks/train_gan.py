@@ -137,24 +137,23 @@ def main():
     precisions = ["float32"] + (["bfloat16"] if info["bf16_cpu_flags"] else [])
     variants = lambda precs: [{"name": f"{impl}_{p}", "impl": impl, "precision": p}  # noqa
                               for p in precs for impl in ("project", "eager")]
-    workers = [{"name": "tf_defaults", "onednn": None, "variants": variants(["float32"])},
-               {"name": "project", "onednn": "1", "variants": variants(precisions)}]
-    start = time.time()
-    results = []
-    for spec in workers:
-        spec.update(iterations=iterations, reps=reps, intra_op=0, inter_op=0)
-        print(f"[bench] worker {spec['name']} (TF_ENABLE_ONEDNN_OPTS="
-              f"{spec['onednn'] or 'unset'}): {', '.join(v['name'] for v in spec['variants'])}",
-              flush=True)
-        res = common.run_worker(SCRIPT, spec)
-        results.append(res)
-        if "error" in res:
-            print(f"[bench]   failed: {res['error']}", flush=True)
-            continue
+    common_spec = {"iterations": iterations, "reps": reps, "intra_op": 0, "inter_op": 0}
+    workers = [dict(common_spec, name="tf_defaults", onednn=None,
+                    variants=variants(["float32"])),
+               dict(common_spec, name="project", onednn="1", variants=variants(precisions))]
+
+    def header(spec):
+        return (f" (TF_ENABLE_ONEDNN_OPTS={spec['onednn'] or 'unset'}): "
+                f"{', '.join(v['name'] for v in spec['variants'])}")
+
+    def report(spec, res):
         for name, r in res["variants"].items():
             extra = (f" = {r['project_vs_eager']:.2f}x eager" if "project_vs_eager" in r
                      else "")
             print(f"[bench]   {name}: {r['iterations_per_second']:.3f} it/s{extra}", flush=True)
+
+    start = time.time()
+    results = common.run_workers(SCRIPT, workers, header, report)
     get = {f"{r['name']}/{k}": v for r in results for k, v in r.get("variants", {}).items()}
     ratios = {}
     for p in precisions:
