@@ -38,17 +38,22 @@ def latest_number(train_dir) -> int:
     return int(latest.rsplit("-", 1)[1]) if latest else 0
 
 
+def gan_checkpoint(model, step: int = 0, critic=None) -> tf.train.Checkpoint:
+    """The root object of a train_gan checkpoint, as modes/train_gan.py builds it (`critic`
+    replaces the critic, e.g. by an older layout)."""
+    return tf.train.Checkpoint(step=tf.Variable(step, dtype=tf.int64),
+                               wall_clock=tf.Variable(0.0, dtype=tf.float64),
+                               generator=model.generator, critic=critic or model.critic,
+                               g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
+                               rng=model.rng)
+
+
 def restore_gan_checkpoint(train_dir) -> int:
     """Strictly restore the latest train_gan checkpoint into fresh smoke-sized objects, as
     a resumed run would; returns its step."""
-    model = gan.build_wgan(latent_dim=128, critic_iters=2)
-    step = tf.Variable(0, dtype=tf.int64)
-    ckpt = tf.train.Checkpoint(step=step, wall_clock=tf.Variable(0.0, dtype=tf.float64),
-                               generator=model.generator, critic=model.critic,
-                               g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
-                               rng=model.rng)
+    ckpt = gan_checkpoint(gan.build_wgan(latent_dim=128, critic_iters=2))
     ckpt.restore(latest_checkpoint(train_dir)).assert_consumed()
-    return int(step.numpy())
+    return int(ckpt.step.numpy())
 
 
 # --- what a run leaves behind -------------------------------------------------------------------
@@ -145,12 +150,8 @@ def test_checkpoint_in_the_session_1_critic_layout_resumes_and_is_rewritten_in_t
     for var in model.critic.conv1.weights:
         var.assign(rng.normal(0.0, 0.3, var.shape).astype(np.float32))
     expected = model.critic.conv1.kernel.numpy()
-    legacy = tf.train.Checkpoint(step=tf.Variable(SMOKE_ITERATIONS - 1, dtype=tf.int64),
-                                 wall_clock=tf.Variable(0.0, dtype=tf.float64),
-                                 generator=model.generator,
-                                 critic=tf.train.Checkpoint(out=model.critic.out),
-                                 g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
-                                 rng=model.rng)
+    legacy = gan_checkpoint(model, SMOKE_ITERATIONS - 1,
+                            critic=tf.train.Checkpoint(out=model.critic.out))
     old = tf.train.CheckpointManager(legacy, str(tmp_path / training.CKPT_SUBDIR), 5).save(
         checkpoint_number=SMOKE_ITERATIONS - 1)
     assert not any(k.startswith("critic/conv") for k in
