@@ -1,6 +1,7 @@
 """results.json, the Markdown results table, PNG grids and TensorBoard images of a run."""
 
 import datetime
+import json
 import os
 
 import numpy as np
@@ -55,8 +56,44 @@ def _fmt(value, digits=4):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def write(results_dir: str, result: dict, table_path: str, writer_images=None) -> None:
-    """Write results.json, the example grid PNG (+ TensorBoard) and append a table row."""
+def table_row(result: dict, run_name: str) -> str:
+    """One Markdown row (TABLE_HEADER's columns) for a run's results.json."""
+    s, m = result["settings"], result["metrics"]
+    gan = s["defense"] == "defense_gan"
+    mse = ("-" if m["mean_mse_clean"] is None else
+           f"{m['mean_mse_clean']:.4f} / {m['mean_mse_adv']:.4f}")
+    return (f"| {s['model']} | {s['attack']} | {s['defense']} | "
+            f"{s['gradient'] if gan else '-'} | {s['rec_iters'] if gan else '-'} | "
+            f"{s['rec_rr'] if gan else '-'} | {m['num_images']} | "
+            f"{_fmt(m['clean_accuracy'])} | {_fmt(m['adversarial_accuracy'])} | "
+            f"{_fmt(m['defended_clean_accuracy'])} | "
+            f"{_fmt(m['undefended_adversarial_accuracy'])} | {_fmt(m['mean_l2'], 3)} | "
+            f"{_fmt(m['mean_linf'], 3)} | {mse} | {_fmt(result.get('images_per_second'), 2)} | "
+            f"{run_name} |\n")
+
+
+def rebuild_index(parent: str) -> str:
+    """Rewrite <parent>/index.md from every <parent>/<run>/results.json, oldest first: one row
+    per run folder, so a rerun replaces its row instead of adding one. Returns the path."""
+    rows = []
+    for name in sorted(os.listdir(parent)):
+        path = os.path.join(parent, name, "results.json")
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path) as f:
+                result = json.load(f)
+            rows.append((result.get("written", ""), name, table_row(result, name)))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"[results] skipping {path} in index.md: {e}", flush=True)
+    table_path = os.path.join(parent, "index.md")
+    write_text_atomic(table_path, TABLE_HEADER + "".join(row for *_, row in sorted(rows)))
+    return table_path
+
+
+def write(results_dir: str, result: dict, writer_images=None) -> None:
+    """Write results.json, the example grid PNG (+ TensorBoard) and rebuild the index.md table
+    beside results_dir."""
     result = dict(result, written=datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"))
     write_json_atomic(os.path.join(results_dir, "results.json"), result)
@@ -69,18 +106,4 @@ def write(results_dir: str, result: dict, table_path: str, writer_images=None) -
         summaries.scalars(writer, 0, {k: v for k, v in result["metrics"].items()
                                       if isinstance(v, float)})
         writer.flush()
-    s, m = result["settings"], result["metrics"]
-    mse = ("-" if m["mean_mse_clean"] is None else
-           f"{m['mean_mse_clean']:.4f} / {m['mean_mse_adv']:.4f}")
-    rate = result.get("images_per_second")
-    row = (f"| {s['model']} | {s['attack']} | {s['defense']} | "
-           f"{s['gradient'] if s['defense'] == 'defense_gan' else '-'} | "
-           f"{s['rec_iters'] if s['defense'] == 'defense_gan' else '-'} | "
-           f"{s['rec_rr'] if s['defense'] == 'defense_gan' else '-'} | {m['num_images']} | "
-           f"{_fmt(m['clean_accuracy'])} | {_fmt(m['adversarial_accuracy'])} | "
-           f"{_fmt(m['defended_clean_accuracy'])} | "
-           f"{_fmt(m['undefended_adversarial_accuracy'])} | {_fmt(m['mean_l2'], 3)} | "
-           f"{_fmt(m['mean_linf'], 3)} | {mse} | {_fmt(rate, 2)} | "
-           f"{os.path.relpath(results_dir, os.path.dirname(table_path))} |\n")
-    existing = open(table_path).read() if os.path.isfile(table_path) else TABLE_HEADER
-    write_text_atomic(table_path, existing + row)
+    rebuild_index(os.path.dirname(os.path.abspath(results_dir)))

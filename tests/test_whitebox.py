@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from conftest import SMOKE_CLASSIFIER_MODEL, SMOKE_FLAGFILE, error_line, run_main
-from defense_gan import checkpoints
+from defense_gan import checkpoints, results
 
 NUM_TESTS, EVAL_BATCH = 8, 4  # flags/smoke.cfg
 NUM_BATCHES = NUM_TESTS // EVAL_BATCH
@@ -86,12 +86,31 @@ def test_results_record_the_sha256_of_the_classifier_checkpoint_files(none_run,
     assert recorded["sha256"]  # the weights files, not an empty mapping
 
 
-def test_a_run_appends_its_row_to_index_md_beside_its_results_dir(none_run):
+def test_a_run_writes_its_row_to_index_md_beside_its_results_dir(none_run):
     results_dir, _ = none_run
     table = (results_dir.parent / "index.md").read_text()
     rows = [line for line in table.splitlines() if line.endswith(f"| {results_dir.name} |")]
     assert table.startswith("| model | attack | defense |")
     assert len(rows) == 1 and rows[0].startswith(f"| {SMOKE_CLASSIFIER_MODEL} | fgsm | none |")
+
+
+def test_index_md_keeps_one_row_per_run_folder_when_runs_are_rewritten(none_run, tmp_path):
+    for name in ("first", "second"):
+        shutil.copytree(none_run[0], tmp_path / name)
+    results.rebuild_index(str(tmp_path))
+    results.rebuild_index(str(tmp_path))  # e.g. a finished run rerun: its row is replaced
+    rows = (tmp_path / "index.md").read_text().splitlines()[2:]
+    assert [row.rsplit("|", 2)[1].strip() for row in rows] == ["first", "second"]
+
+
+def test_index_md_skips_an_unreadable_results_json_and_says_so(none_run, tmp_path, capsys):
+    shutil.copytree(none_run[0], tmp_path / "good")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "results.json").write_text("{")
+    results.rebuild_index(str(tmp_path))
+    rows = (tmp_path / "index.md").read_text().splitlines()[2:]
+    assert len(rows) == 1 and rows[0].endswith("| good |")
+    assert "broken" in capsys.readouterr().out
 
 
 def test_a_run_writes_an_examples_png(none_run):

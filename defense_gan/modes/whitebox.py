@@ -3,7 +3,8 @@
 --defense none: the plain classifier; adv_tr: the adversarially trained one; defense_gan:
 projection then the plain classifier, with the attacker's gradient chosen by --gradient.
 Writes results.json, per-batch records, examples.png into the run's folder (default
-results/<dataset>/whitebox/<run>) and a row of the table index.md beside it.
+results/<dataset>/whitebox/<run>) and rebuilds the table index.md beside it (one row per run
+folder; untracked, RESULTS.md is the curated table).
 """
 
 import dataclasses
@@ -93,7 +94,7 @@ def run(cfg: Config) -> None:
               "command": "python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
               "flags": dataclasses.asdict(cfg)}
     result["environment"] = environment()
-    results.write(results_dir, result, os.path.join(os.path.dirname(results_dir), "index.md"),
+    results.write(results_dir, result,
                   evaluation.load_example_images(os.path.join(results_dir, "records")))
     shown = {k: v for k, v in metrics.items() if v is not None}
     print("[whitebox] " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
