@@ -62,8 +62,14 @@ def main():
 
     from defense_gan import checkpoints, classifiers, data, evaluation, gan, hardware, projection
     from defense_gan.config import DefenseGanError
-    from defense_gan.files import write_json_atomic
+    from defense_gan.files import writable_dir_problem, write_json_atomic
 
+    for flag, folder in (("--cache_dir", args.cache_dir), ("--out", os.path.dirname(
+            os.path.abspath(args.out)))):
+        problem = folder and writable_dir_problem(folder)
+        if problem:
+            print(f"error: {flag}: '{folder}' {problem}", file=sys.stderr, flush=True)
+            sys.exit(2)
     try:
         splits = data.load("mnist")
         x = data.to_float(splits.x_test[:args.num_tests]).numpy()

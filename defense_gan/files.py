@@ -8,6 +8,21 @@ import os
 import tempfile
 
 
+def writable_dir_problem(path: str) -> str | None:
+    """Create folder `path` if needed and probe it with a file; None if it is usable, else
+    what is wrong with it ("exists and is not a directory", "is not writable (...)")."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        return "exists and is not a directory"
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        return f"is not writable ({err.strerror or err})"
+    return None
+
+
 def write_bytes_atomic(path: str, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)

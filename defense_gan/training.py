@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from defense_gan import summaries
 from defense_gan.config import ConfigError, TrainingError
-from defense_gan.files import write_json_atomic
+from defense_gan.files import writable_dir_problem, write_json_atomic
 
 CKPT_SUBDIR = "ckpt"
 LOG_SUBDIR = "logs"
@@ -31,16 +31,9 @@ EXPORT_SUBDIR = "export"
 def prepare_train_dir(train_dir: str) -> None:
     """Create `train_dir` or fail with a one-line error naming --train_dir; remove debris that
     a killed run can leave (partial `ckpt-N_temp/` saves, `.tmp-*` exports)."""
-    if os.path.exists(train_dir) and not os.path.isdir(train_dir):
-        raise ConfigError(f"--train_dir: '{train_dir}' exists and is not a directory")
-    try:
-        os.makedirs(train_dir, exist_ok=True)
-        probe = os.path.join(train_dir, ".write-probe")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as err:
-        raise ConfigError(f"--train_dir: '{train_dir}' is not writable ({err.strerror})") from None
+    problem = writable_dir_problem(train_dir)
+    if problem:
+        raise ConfigError(f"--train_dir: '{train_dir}' {problem}")
     debris = [os.path.join(train_dir, n) for n in os.listdir(train_dir) if n.startswith(".tmp-")]
     ckpt_dir = os.path.join(train_dir, CKPT_SUBDIR)
     if os.path.isdir(ckpt_dir):

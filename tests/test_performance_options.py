@@ -218,18 +218,35 @@ def test_bf16_projection_is_float32_and_close_to_the_float32_one(tiny_generator,
 
 # --- benchmarks/accuracy_check.py ---------------------------------------------------------------
 
-def run_accuracy_check(smoke_run, smoke_classifier, tmp_path):
-    out = tmp_path / "report.json"
-    proc = subprocess.run(
+def accuracy_check(smoke_run, smoke_classifier, tmp_path, *extra):
+    """Run benchmarks/accuracy_check.py on the smoke checkpoints; `extra` flags come last."""
+    return subprocess.run(
         [sys.executable, os.path.join(REPO, "benchmarks", "accuracy_check.py"),
          f"--gan_dir={smoke_run.train_dir}/export",
          f"--classifier_dir={smoke_classifier.train_dir}/export",
          f"--model={SMOKE_CLASSIFIER_MODEL}", "--num_tests=5", "--batch_size=2",
          "--rec_iters=3", "--rec_rr=2", "--precision=float32", "--rec_prune_at=0.5",
-         "--rec_keep=1", f"--cache_dir={tmp_path}", f"--out={out}"],
+         "--rec_keep=1", f"--cache_dir={tmp_path}", f"--out={tmp_path / 'report.json'}",
+         *extra],
         capture_output=True, text=True, timeout=300)
+
+
+def run_accuracy_check(smoke_run, smoke_classifier, tmp_path):
+    proc = accuracy_check(smoke_run, smoke_classifier, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    return json.loads(out.read_text())
+    return json.loads((tmp_path / "report.json").read_text())
+
+
+def test_accuracy_check_refuses_a_cache_dir_that_is_a_file_in_one_line(
+        smoke_run, smoke_classifier, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    proc = accuracy_check(smoke_run, smoke_classifier, tmp_path, f"--cache_dir={taken}")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: --cache_dir: '{taken}' exists and is not a directory")
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "report.json").exists()
 
 
 def test_accuracy_check_reports_both_settings_then_resumes_from_the_cache(

@@ -173,16 +173,24 @@ def _tampered_classifier_weights(tmp_path, gan_dir, classifier_dir):
                                                             "sha256"]
 
 
+def _results_dir_is_a_file(tmp_path, gan_dir, classifier_dir):
+    taken = tmp_path / "taken"
+    taken.write_text("someone's notes")
+    return [f"--results_dir={taken}", "--defense=none"], ["--results_dir", str(taken),
+                                                          "not a directory"]
+
+
 def _flag(flag, value):
     return lambda *_: ([f"--{flag}={value}"], [f"--{flag}"])
 
 
 @pytest.mark.parametrize("case", [
     _empty_gan_dir, _gan_export_as_classifier, _export_of_another_model,
-    _tampered_classifier_weights, _flag("rec_rr", 0), _flag("num_tests", 10001),
-    _flag("fgsm_eps", 1.5)],
+    _tampered_classifier_weights, _results_dir_is_a_file, _flag("rec_rr", 0),
+    _flag("num_tests", 10001), _flag("fgsm_eps", 1.5)],
     ids=["empty_gan_dir", "gan_export_as_classifier_dir", "export_of_model_e_with_model_b",
-         "tampered_classifier_weights", "rec_rr_0", "num_tests_10001", "fgsm_eps_1.5"])
+         "tampered_classifier_weights", "results_dir_is_a_file", "rec_rr_0", "num_tests_10001",
+         "fgsm_eps_1.5"])
 def test_bad_input_exits_2_with_one_error_line_naming_it_and_writes_no_results(
         case, tmp_path, smoke_run, smoke_classifier):
     args, named = case(tmp_path, smoke_run.train_dir, smoke_classifier.train_dir)
@@ -192,7 +200,7 @@ def test_bad_input_exits_2_with_one_error_line_naming_it_and_writes_no_results(
     line = error_line(err)
     for text in named:
         assert text in line, line
-    assert not (results_dir / "results.json").exists()
+    assert not results_dir.exists()  # refused before anything was created
 
 
 # --- train_classifier's export -----------------------------------------------------------------

@@ -12,8 +12,8 @@ import os
 import shlex
 import sys
 
-from defense_gan import (attacks, classifiers, data, evaluation, gan, hardware, projection,
-                         results)
+from defense_gan import (attacks, classifiers, data, evaluation, files, gan, hardware,
+                         projection, results)
 from defense_gan.checkpoints import environment
 from defense_gan.config import REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
@@ -77,6 +77,10 @@ def run(cfg: Config) -> None:
         run_settings.update(rec_prune_at=cfg.rec_prune_at, rec_keep=cfg.rec_keep)
     gradient = (cfg.gradient if cfg.defense == "defense_gan" else
                 "the evaluated classifier's own gradient")
+    # Checked after every checkpoint loaded, so a bad flag elsewhere creates no folder.
+    problem = files.writable_dir_problem(results_dir)
+    if problem:
+        raise ConfigError(f"--results_dir: '{results_dir}' {problem}")
     print(f"[whitebox] {cfg.attack} on model {cfg.model}, defense {cfg.defense} "
           f"(attacker gradient: {gradient}), {cfg.num_tests} test images -> {results_dir}",
           flush=True)
