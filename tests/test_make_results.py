@@ -1,0 +1,41 @@
+"""scripts/make_results.py: RESULTS.md only shows Defense-GAN runs of the shipped generator."""
+
+import importlib.util
+import os
+
+from conftest import REPO
+
+spec = importlib.util.spec_from_file_location(
+    "make_results", os.path.join(REPO, "scripts", "make_results.py"))
+make_results = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(make_results)
+
+SHIPPED = {"weights.data-00000-of-00001": "aa" * 32}
+OLD = {"weights.data-00000-of-00001": "bb" * 32}
+
+
+def run(defense, generator_files=None, accuracy=0.5, path="run"):
+    checkpoints = {"classifier": {"folder": "checkpoints/mnist/classifier_A", "sha256": {}}}
+    if generator_files is not None:
+        checkpoints["generator"] = {"folder": "checkpoints/mnist/gan", "iterations": 7,
+                                    "sha256": generator_files}
+    metrics = {"num_images": 10, "clean_accuracy": 1.0, "adversarial_accuracy": accuracy,
+               "defended_clean_accuracy": 0.9 if generator_files else None, "mean_l2": 1.0}
+    return {"settings": {"model": "A", "attack": "fgsm", "defense": defense,
+                         "gradient": "classifier", "checkpoints": checkpoints},
+            "metrics": metrics, "command": f"python main.py --defense={defense}",
+            "path": path, "written": "2026-11-30T00:00:00+00:00"}
+
+
+def test_defense_gan_runs_of_another_generator_are_left_out_and_undefended_runs_kept():
+    runs = [run("none"), run("defense_gan", SHIPPED), run("defense_gan", OLD, path="old")]
+    current, stale = make_results.split_by_generator(runs, SHIPPED)
+    assert [r["settings"]["defense"] for r in current] == ["none", "defense_gan"]
+    assert [r["path"] for r in stale] == ["old"]
+
+
+def test_results_md_lists_the_left_out_runs_and_shows_only_the_shipped_generators_number():
+    text = make_results.build([run("defense_gan", SHIPPED, accuracy=0.123)],
+                              [run("defense_gan", OLD, accuracy=0.987, path="old_run")])
+    assert "0.123" in text and "0.987" not in text
+    assert "- `old_run` (generator at 7 iterations, 10 images)" in text
