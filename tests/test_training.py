@@ -3,6 +3,7 @@ NaN handling and the generator export."""
 
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -292,6 +293,17 @@ def test_export_manifest_holds_the_sha256_of_every_weight_file(smoke_run):
         assert hashlib.sha256((export / name).read_bytes()).hexdigest() == digest
     assert manifest["kind"] == "generator" and manifest["dataset"] == "mnist"
     assert manifest["iterations"] == SMOKE_ITERATIONS
+
+
+def test_export_records_the_validation_wasserstein_and_a_rerun_reproduces_it(smoke_copy):
+    manifest_path = smoke_copy / training.EXPORT_SUBDIR / checkpoints.MANIFEST
+    first = json.loads(manifest_path.read_text())["metrics"]
+    assert first["validation_images"] == 1000 and math.isfinite(first["validation_wasserstein"])
+    manifest_path.unlink()
+    # At the requested step already: nothing is trained, the export is rewritten.
+    rc, out, err = run_main(*smoke_args(smoke_copy, f"--iterations={SMOKE_ITERATIONS}"))
+    assert rc == 0, err
+    assert json.loads(manifest_path.read_text())["metrics"] == first
 
 
 def test_exported_generator_loads_and_generates(smoke_run):

@@ -8,6 +8,7 @@ from defense_gan import checkpoints, data, gan, summaries, training
 from defense_gan.config import Config
 
 SAMPLE_GRID = 64
+VALIDATION_IMAGES = 1000  # for the export's critic Wasserstein estimate (about a second)
 
 
 def run(cfg: Config) -> None:
@@ -29,11 +30,16 @@ def run(cfg: Config) -> None:
         summaries.image(writer, step, "samples", grid)
         summaries.write_png(f"{train_dir}/samples.png", grid)
 
+    x_val = data.to_float(splits.x_val[:VALIDATION_IMAGES])
+
     def on_export(step, wall_clock):
+        metrics = {"validation_wasserstein": round(model.validation_wasserstein(x_val, cfg.seed),
+                                                   5),
+                   "validation_images": int(x_val.shape[0])}
         checkpoints.export(f"{train_dir}/{training.EXPORT_SUBDIR}", model.generator, {
             "kind": "generator", "dataset": cfg.dataset,
             "architecture": gan.GENERATOR_ARCHITECTURE, "latent_dim": cfg.latent_dim,
-            "iterations": step, "wall_clock_seconds": round(wall_clock, 1),
+            "iterations": step, "wall_clock_seconds": round(wall_clock, 1), "metrics": metrics,
             "flags": dataclasses.asdict(cfg),
             "training": "WGAN-GP, critic_iters %d, gp %.1f, Adam %.0e (0.5, 0.9), batch %d, %s"
                         % (cfg.critic_iters, cfg.gp_weight, cfg.gan_lr, cfg.batch_size,
