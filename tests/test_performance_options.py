@@ -260,3 +260,17 @@ def test_accuracy_check_reports_both_settings_then_resumes_from_the_cache(
     for name in ("faithful", "fast"):
         assert again[name]["accuracy"] == first[name]["accuracy"]
         assert again[name]["mean_mse"] == first[name]["mean_mse"]
+
+
+# --- benchmarks/layers.py -----------------------------------------------------------------------
+
+def test_layer_flop_counts_match_the_generator_kernels_and_sum_to_the_step_count():
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import layers as bench_layers
+    import projection as bench_projection
+    g = networks.build(networks.Generator(128, 64), (128,))
+    input_pixels = {"fc": 1, "deconv1": 4 * 4, "deconv2": 7 * 7, "deconv3": 14 * 14}
+    from_kernels = {name: 2 * input_pixels[name] * int(np.prod(getattr(g, name).kernel.shape))
+                    for name in input_pixels}
+    assert bench_layers.layer_flops(1) == from_kernels
+    assert sum(from_kernels.values()) == bench_projection.generator_forward_flops()
