@@ -94,7 +94,8 @@ def build(runs, stale=()):
         "  the projection (Athalye et al. 2018). This is the honest white-box number.",
         "- **Adv. tr.**: classifier trained on (clean + FGSM eps 0.15)/2, attacked white-box. The",
         "  paper's Table 4 column used eps 0.3 for training.",
-        "", "The paper's Defense-GAN-Rec numbers are shown next to the clean-reconstruction column.",
+        "", "The paper's Defense-GAN-Rec numbers are shown next to the clean-reconstruction column;",
+        "the two attacked Defense-GAN columns have no paper counterpart (see below).",
         ""]
     checkpoints = {}
     for attack in ("fgsm", "rand_fgsm", "cw", "pgd"):
@@ -136,10 +137,15 @@ def build(runs, stale=()):
         lines.append(f"| {folder} | {', '.join(sorted(ids))} |")
     lines += ["", "## Why numbers differ from the paper (where known)", "",
               "- **Generator training.** The release trained 200,000 generator iterations on a "
-              "GPU; the iterations of the generator used here are in the table above (a 2-core "
-              "CPU does about one per second). A less trained generator reconstructs clean "
-              "digits less faithfully, which lowers every Defense-GAN column; the runs will be "
-              "repeated as training continues.",
+              "GPU; the shipped generator's iterations are in the table above (a 2-core CPU "
+              "does one to two per second, so it was trained about 10x less). A less trained "
+              "generator reconstructs clean digits less faithfully, which lowers the DG clean "
+              "rec. column, and its range may hold fewer adversarial look-alikes, which can "
+              "raise the attacked DG columns; the direction of the net effect is not known.",
+              "- **The attacked Defense-GAN columns have no counterpart in the paper.** Its "
+              "white-box Defense-GAN numbers were computed through the vanished gradient, so "
+              "they match our DG clean rec. column (shown beside it), not an attack on the "
+              "defense.",
               "- **CW-L2.** The release's settings (learning rate 10, constant 100, one binary-"
               "search step, 100 iterations) make a very strong, high-distortion attack: see the "
               "mean L2 column. The paper's No-defense CW numbers are higher than ours; the "
@@ -152,6 +158,15 @@ def build(runs, stale=()):
               "(about +-0.01 at N=1000 and accuracy 0.9).",
               "- **Adv. tr.** is trained with FGSM eps 0.15 (the release's default); the paper's "
               "Table 4 column used eps 0.3."]
+    cw_bpda = [r for r in runs if r["settings"]["attack"] == "cw"
+               and r["settings"]["defense"] == "defense_gan" and r["settings"]["gradient"] == "bpda"]
+    if cw_bpda:
+        sizes = ", ".join(f"{r['settings']['model']}: {r['metrics']['num_images']}"
+                          for r in sorted(cw_bpda, key=lambda r: r["settings"]["model"]))
+        lines.append("- **CW through BPDA** runs the whole projection in each of CW's 100 "
+                     "iterations (about 100 projections per image), so it was run on fewer "
+                     f"images ({sizes}); the images column lists every sample size of a row. "
+                     "At 50 images the standard error of an accuracy near 0.5 is about 0.07.")
     lines += ["", "## Commands", "", "Each row above comes from one of these runs:", ""]
     for r in sorted(runs, key=lambda r: r["path"]):
         m = r["metrics"]

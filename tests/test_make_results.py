@@ -39,3 +39,10 @@ def test_results_md_lists_the_left_out_runs_and_shows_only_the_shipped_generator
                               [run("defense_gan", OLD, accuracy=0.987, path="old_run")])
     assert "0.123" in text and "0.987" not in text
     assert "- `old_run` (generator at 7 iterations, 10 images)" in text
+
+
+def test_a_cw_bpda_run_gets_a_note_with_its_sample_size():
+    cw = run("defense_gan", SHIPPED)
+    cw["settings"].update(attack="cw", gradient="bpda")
+    assert "CW through BPDA" not in make_results.build([run("defense_gan", SHIPPED)])
+    assert "fewer images (A: 10)" in make_results.build([cw])
