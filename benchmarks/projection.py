@@ -337,6 +337,9 @@ def summarize(args, run: dict) -> dict:
     if pruned and pb:
         ratios["pruned_bf16_vs_bf16"] = (pruned[0]["project_images_per_second_at_L"] /
                                          pb["project_images_per_second_at_L"])
+    if pruned and df:  # early stop: accurate only once accuracy_check.py says so
+        ratios["pruned_vs_plain_tf_fp32_defaults_eager"] = (
+            pruned[0]["project_images_per_second_at_L"] / df["eager_images_per_second_at_L"])
     table = {k: round(r["project_images_per_second_at_L"], 3) for k, r in get.items()}
     return {"ratios": {k: round(v, 3) for k, v in ratios.items()},
             "images_per_second_at_L": table,
