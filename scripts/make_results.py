@@ -76,6 +76,56 @@ def n_of(*runs):
     return "/".join(str(n) for n in ns) or "·"
 
 
+def span(values, digits=3):
+    lo, hi = (f"{v:.{digits}f}" for v in (min(values), max(values)))
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def reading(runs):
+    """Per attack, the Defense-GAN numbers in one sentence each, computed from the runs (the
+    models with a run; paper values for the same models), so the text cannot go stale."""
+    out = []
+    for attack in ("fgsm", "rand_fgsm", "cw"):
+        cols = {}
+        for model in "ABCDEF":
+            dg_c = pick(runs, model, attack, "defense_gan", "classifier")
+            dg_b = pick(runs, model, attack, "defense_gan", "bpda")
+            none = pick(runs, model, attack, "none")
+            for key, r, metric in (("rec", dg_c or dg_b, "defended_clean_accuracy"),
+                                   ("cls", dg_c, "adversarial_accuracy"),
+                                   ("bpda", dg_b, "adversarial_accuracy"),
+                                   ("none", none, "adversarial_accuracy"),
+                                   ("mse_clean", dg_c, "mean_mse_clean"),
+                                   ("mse_adv", dg_c, "mean_mse_adv")):
+                if r is not None and r["metrics"].get(metric) is not None:
+                    cols.setdefault(key, {})[model] = r["metrics"][metric]
+        if "rec" not in cols:
+            continue
+        models = "".join(sorted(cols["rec"]))
+        paper = [PAPER[attack][m][2] for m in cols["rec"] if m in PAPER.get(attack, {})]
+        text = (f"- **{ATTACK_TITLES[attack].split(' (')[0]}** (models {models}): Defense-GAN on "
+                f"clean images {span(cols['rec'].values())}")
+        if paper:
+            text += f" (the paper's Defense-GAN-Rec for the same models: {span(paper)})"
+        if "cls" in cols:
+            text += (f"; on images attacked with the undefended classifier's gradient "
+                     f"{span(cols['cls'].values())} (models {''.join(sorted(cols['cls']))}")
+            base = [cols["none"][m] for m in cols["cls"] if m in cols.get("none", {})]
+            text += f"; without the defense {span(base)})" if base else ")"
+        if "bpda" in cols:
+            text += (f"; through BPDA {span(cols['bpda'].values())} (models "
+                     f"{''.join(sorted(cols['bpda']))})")
+        if "mse_adv" in cols:
+            text += (f". Mean reconstruction MSE per pixel: clean {span(cols['mse_clean'].values(), 4)}"
+                     f", attacked {span(cols['mse_adv'].values(), 4)} (the detection statistic)")
+        out.append(text + ".")
+    if not out:
+        return []
+    return ["## Reading the Defense-GAN columns", "",
+            "Computed from the runs above (ranges over the models that have a run):", "",
+            *out, ""]
+
+
 def build(runs, stale=()):
     lines = [
         "# Results: white-box MNIST (paper Table 4 layout)", "",
@@ -131,6 +181,7 @@ def build(runs, stale=()):
                             str(c.get("iterations", "")) + " " +
                             c["sha256"].get("weights.data-00000-of-00001", "")[:12])
         lines.append("")
+    lines += reading(runs)
     lines += ["## Checkpoints used", "",
               "| checkpoint | generator iterations, sha256 of the weights (first 12) |", "|---|---|"]
     for (name, folder), ids in sorted(checkpoints.items()):

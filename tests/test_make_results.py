@@ -46,3 +46,13 @@ def test_a_cw_bpda_run_gets_a_note_with_its_sample_size():
     cw["settings"].update(attack="cw", gradient="bpda")
     assert "CW through BPDA" not in make_results.build([run("defense_gan", SHIPPED)])
     assert "fewer images (A: 10)" in make_results.build([cw])
+
+
+def test_the_reading_section_quotes_the_runs_numbers_beside_the_papers():
+    dg = run("defense_gan", SHIPPED, accuracy=0.456)
+    dg["metrics"].update(mean_mse_clean=0.0031, mean_mse_adv=0.0372)
+    text = make_results.build([run("none", accuracy=0.111), dg])
+    line = next(x for x in text.splitlines() if x.startswith("- **FGSM** (models A)"))
+    assert "clean images 0.900 (the paper's Defense-GAN-Rec for the same models: 0.988)" in line
+    assert "gradient 0.456 (models A; without the defense 0.111)" in line
+    assert "clean 0.0031, attacked 0.0372" in line
