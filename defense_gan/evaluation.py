@@ -25,6 +25,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from defense_gan.checkpoints import cpu_name
 from defense_gan.files import write_bytes_atomic, write_json_atomic
 from defense_gan.projection import pad_batch
 
@@ -115,13 +116,23 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
     classifier: x -> logits (the evaluated classifier, undefended or adversarially trained).
     attack: x float32 [batch_size, ...] -> x_adv (already bound to its model_fn and gradient).
     defended: a `defense.DefendedClassifier` for Defense-GAN, or None.
-    Returns (records, stats) where stats has the seconds spent projecting and images projected.
+    Returns (records, stats): stats has the seconds spent projecting and attacking and the
+    images projected, summed over all batches that saved their timing (resumed ones too),
+    `batches_resumed`, and `cpus` (CPU name -> batches computed on it).
     """
     os.makedirs(records_dir, exist_ok=True)
     tag = fingerprint(settings)
     n = len(images)
+    # Totals over every batch, resumed ones included (their timing is saved with their
+    # records), so a run that spans several sessions or machines reports all of its batches.
     records, stats = [], {"projection_seconds": 0.0, "projected_images": 0,
-                          "batches_resumed": 0, "attack_seconds": 0.0}
+                          "batches_resumed": 0, "attack_seconds": 0.0, "cpus": {}}
+    cpu = cpu_name()
+
+    def add_timing(timing):
+        for key in ("projection_seconds", "projected_images", "attack_seconds"):
+            stats[key] += timing[key]
+        stats["cpus"][timing["cpu"]] = stats["cpus"].get(timing["cpu"], 0) + 1
     start_time = time.time()
     num_batches = (n + batch_size - 1) // batch_size
     for k in range(num_batches):
@@ -133,22 +144,26 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
             if saved.get("fingerprint") == tag and len(saved["records"]) == hi - lo:
                 records.extend(saved["records"])
                 stats["batches_resumed"] += 1
+                if "timing" in saved:  # batches written before timing was saved have none
+                    add_timing(saved["timing"])
                 continue
         count = hi - lo
         x = pad_batch(np.asarray(images[lo:hi], np.float32), batch_size)
         y = labels[lo:hi]
         batch_seed = [seed, k]
+        timing = {"projection_seconds": 0.0, "projected_images": 0, "attack_seconds": 0.0,
+                  "cpu": cpu}
         if defended is not None:
             defended.attack_seed.assign(batch_seed)
             t = time.time()
             x_rec_clean, mse_clean, fresh = reconstruct_batch(defended.projector, cache, k, x,
                                                               count, seed)
-            stats["projected_images"] += batch_size if fresh else 0
-            stats["projection_seconds"] += time.time() - t
+            timing["projected_images"] += batch_size if fresh else 0
+            timing["projection_seconds"] += time.time() - t
             defended.remember(x, x_rec_clean, batch_seed)  # BPDA at x reuses P(x)
         t = time.time()
         x_adv = attack(tf.constant(x)).numpy()
-        stats["attack_seconds"] += time.time() - t
+        timing["attack_seconds"] += time.time() - t
         pred_clean = tf.argmax(classifier(x, training=False), 1).numpy()
         pred_adv = tf.argmax(classifier(x_adv, training=False), 1).numpy()
         diff = (x_adv - x).reshape(batch_size, -1)
@@ -159,8 +174,8 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         if defended is not None:
             t = time.time()
             logits_adv, x_rec_adv, mse_adv = defended.logits(x_adv, batch_seed)
-            stats["projected_images"] += batch_size
-            stats["projection_seconds"] += time.time() - t
+            timing["projected_images"] += batch_size
+            timing["projection_seconds"] += time.time() - t
             pred_clean_def = tf.argmax(classifier(x_rec_clean, training=False), 1).numpy()
             pred_adv_def = tf.argmax(logits_adv, 1).numpy()
             mse_adv = mse_adv.numpy()
@@ -174,7 +189,8 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         elif k == 0:
             _save_example_images(records_dir, x[:count], x_adv[:count])
         write_json_atomic(path, {"fingerprint": tag, "settings": settings,
-                                 "records": batch_records})
+                                 "records": batch_records, "timing": timing})
+        add_timing(timing)
         records.extend(batch_records)
         done = len(records)
         elapsed = time.time() - start_time

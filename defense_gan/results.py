@@ -16,6 +16,15 @@ TABLE_HEADER = ("| model | attack | defense | gradient | L | R | images | clean 
                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 
 
+def load(results_dir: str) -> dict:
+    """A run's results.json, or {} if it has none (or an unreadable one)."""
+    try:
+        with open(os.path.join(results_dir, "results.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
 def _mean(records, key):
     values = [r[key] for r in records if key in r]
     return float(np.mean(values)) if values else None

@@ -129,20 +129,40 @@ def test_defense_gan_with_bpda_writes_projection_speed_mse_and_defended_clean_ac
     assert result["settings"]["checkpoints"]["generator"]["sha256"]
 
 
-def test_rerunning_the_same_command_resumes_every_batch_with_identical_metrics(
-        bpda_run, smoke_run, smoke_classifier, tmp_path):
-    first_dir, first_out = bpda_run
-    assert len(progress_lines(first_out)) == NUM_BATCHES  # the pattern matches fresh batches
-    results_dir = tmp_path / first_dir.name
-    shutil.copytree(first_dir, results_dir)
+def rerun_copy(bpda_run, smoke_run, smoke_classifier, tmp_path, drop_results=False):
+    """Copy the finished BPDA run, optionally without its results.json (as if killed after its
+    last batch), and rerun the same command on the copy: (results_dir, stdout)."""
+    results_dir = tmp_path / bpda_run[0].name
+    shutil.copytree(bpda_run[0], results_dir)
+    if drop_results:
+        (results_dir / "results.json").unlink()
     rc, out, err = whitebox(results_dir, smoke_run.train_dir, smoke_classifier.train_dir,
                             *BPDA_FLAGS)
     assert rc == 0, err
-    result = read_results(results_dir)
-    assert result["timing"]["batches_resumed"] == NUM_BATCHES
-    assert result["timing"]["projected_images"] == 0
+    return results_dir, out
+
+
+def test_rerunning_a_finished_run_computes_nothing_and_keeps_its_results_json(
+        bpda_run, smoke_run, smoke_classifier, tmp_path):
+    assert len(progress_lines(bpda_run[1])) == NUM_BATCHES  # the pattern matches fresh batches
+    results_dir, out = rerun_copy(bpda_run, smoke_run, smoke_classifier, tmp_path)
     assert progress_lines(out) == []
-    assert result["metrics"] == read_results(first_dir)["metrics"]
+    assert (results_dir / "results.json").read_bytes() == \
+        (bpda_run[0] / "results.json").read_bytes()
+
+
+def test_a_run_finished_from_saved_batches_reports_the_timing_of_all_of_them(
+        bpda_run, smoke_run, smoke_classifier, tmp_path):
+    first = read_results(bpda_run[0])
+    results_dir, out = rerun_copy(bpda_run, smoke_run, smoke_classifier, tmp_path,
+                                  drop_results=True)
+    result = read_results(results_dir)
+    assert progress_lines(out) == []
+    assert result["timing"]["batches_resumed"] == NUM_BATCHES
+    assert result["timing"]["projected_images"] == first["timing"]["projected_images"] > 0
+    assert result["images_per_second"] == pytest.approx(first["images_per_second"])
+    assert sum(result["timing"]["cpus"].values()) == NUM_BATCHES
+    assert result["metrics"] == first["metrics"]
 
 
 # --- refusals ----------------------------------------------------------------------------------

@@ -91,10 +91,17 @@ def run(cfg: Config) -> None:
         records_dir=os.path.join(results_dir, "records"), settings=run_settings,
         defended=defended, cache=cache, progress=lambda line: print(line, flush=True))
     metrics = results.summarize(records, cfg.defense)
+    if stats["batches_resumed"] * cfg.eval_batch_size >= cfg.num_tests and \
+            results.load(results_dir).get("settings") == run_settings:
+        # Nothing computed: keep the results.json of the process that finished the run (its
+        # timing and environment), so rerunning a finished script changes no file.
+        print(f"[whitebox] every batch was already done; kept {results_dir}/results.json "
+              f"(adversarial_accuracy {metrics['adversarial_accuracy']:.4f})", flush=True)
+        return
     rate = (stats["projected_images"] / stats["projection_seconds"]
             if stats["projection_seconds"] else None)
     result = {"settings": run_settings, "metrics": metrics, "images_per_second": rate,
-              "timing": stats, "gradient_mode": gradient,
+              "timing": stats, "gradient_mode": gradient,  # timing: all batches, resumed too
               "command": "python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
               "flags": dataclasses.asdict(cfg)}
     result["environment"] = environment()
