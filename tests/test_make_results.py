@@ -53,6 +53,14 @@ def test_the_reading_section_quotes_the_runs_numbers_beside_the_papers():
     dg["metrics"].update(mean_mse_clean=0.0031, mean_mse_adv=0.0372)
     text = make_results.build([run("none", accuracy=0.111), dg])
     line = next(x for x in text.splitlines() if x.startswith("- **FGSM** (models A)"))
-    assert "clean images 0.900 (the paper's Defense-GAN-Rec for the same models: 0.988)" in line
+    assert "clean images 0.900 (the paper, same models: Defense-GAN-Rec 0.988 (A))" in line
     assert "gradient 0.456 (models A; without the defense 0.111)" in line
     assert "clean 0.0031, attacked 0.0372" in line
+
+
+def test_model_f_is_compared_with_the_papers_defense_gan_orig_and_a_with_rec():
+    f_run = run("defense_gan", SHIPPED)
+    f_run["settings"]["model"] = "F"
+    rows = [x for x in make_results.build([run("defense_gan", SHIPPED), f_run]).splitlines()
+            if x.startswith("| A | 10 |") or x.startswith("| F | 10 |")]
+    assert "| 0.900 (0.988 Rec) |" in rows[0] and "| 0.900 (0.971 Orig) |" in rows[1]
