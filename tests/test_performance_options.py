@@ -254,12 +254,35 @@ def test_accuracy_check_reports_both_settings_then_resumes_from_the_cache(
     first = run_accuracy_check(smoke_run, smoke_classifier, tmp_path)
     assert first["num_tests"] == 5 and first["faithful"]["images_per_second"] > 0
     assert first["fast"]["settings"]["rec_prune_at"] == 0.5
+    (tmp_path / "report.json").unlink()
     again = run_accuracy_check(smoke_run, smoke_classifier, tmp_path)
     assert again["faithful"]["images_per_second"] is None  # every batch came from the cache
     assert again["fast"]["images_per_second"] is None
     for name in ("faithful", "fast"):
         assert again[name]["accuracy"] == first[name]["accuracy"]
         assert again[name]["mean_mse"] == first[name]["mean_mse"]
+
+
+def test_accuracy_check_rerun_from_the_cache_keeps_the_measured_report(
+        smoke_run, smoke_classifier, tmp_path):
+    first = run_accuracy_check(smoke_run, smoke_classifier, tmp_path)
+    written = (tmp_path / "report.json").read_bytes()
+    proc = accuracy_check(smoke_run, smoke_classifier, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "kept it" in proc.stdout
+    assert (tmp_path / "report.json").read_bytes() == written
+    assert first["fast"]["images_per_second"] > 0
+
+
+def test_accuracy_check_rewrites_a_report_of_other_settings(
+        smoke_run, smoke_classifier, tmp_path):
+    run_accuracy_check(smoke_run, smoke_classifier, tmp_path)
+    report = json.loads((tmp_path / "report.json").read_text())
+    report["fast"]["accuracy"] = -1.0  # an earlier report that disagrees with the cache
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    again = run_accuracy_check(smoke_run, smoke_classifier, tmp_path)
+    assert again["fast"]["accuracy"] >= 0.0
+    assert again["fast"]["images_per_second"] is None
 
 
 # --- benchmarks/layers.py -----------------------------------------------------------------------
