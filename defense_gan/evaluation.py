@@ -14,6 +14,15 @@ A record (one per test image):
   and with Defense-GAN:
   pred_clean_defended classifier(P(x)), pred_adv_defended classifier(P(x_adv)),
   mse_clean, mse_adv  per-pixel reconstruction MSE of P(x), P(x_adv) (the detection statistic).
+  and with `fresh_seed` (iterative attacks through BPDA):
+  pred_adv_defended_fresh_seed, mse_adv_fresh_seed   the same for P(x_adv) drawn with a
+                      projection seed the attacker never saw (its restarts' z0 differ).
+
+The attack's forward passes through the projection use the batch's seed [seed, k], and so
+does pred_adv_defended: the attacker knows the defender's random restarts. An iterative attack
+that keeps only the images that fooled those exact restarts (CW) can fit them; a deployed
+defense draws fresh z0 per input, which pred_adv_defended_fresh_seed measures
+([seed, k + FRESH_SEED_OFFSET]). Neither is an attack on the randomness itself (EOT).
 """
 
 import hashlib
@@ -28,6 +37,10 @@ import tensorflow as tf
 from defense_gan.checkpoints import cpu_name
 from defense_gan.files import write_bytes_atomic, write_json_atomic
 from defense_gan.projection import pad_batch
+
+# Batch k's fresh-seed projection uses [seed, k + FRESH_SEED_OFFSET]: never an attack seed,
+# which are [seed, k] for k < the number of batches (at most the test set's size).
+FRESH_SEED_OFFSET = 1 << 20
 
 
 def fingerprint(settings: dict) -> str:
@@ -110,12 +123,14 @@ def reconstruct(images, projector, seed: int, cache: ProjectionCache | None = No
 
 def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
              records_dir: str, settings: dict, defended=None, cache: ProjectionCache = None,
-             progress=print):
+             fresh_seed: bool = False, progress=print):
     """Run `attack` against the defense on images (float32 [N, H, W, C] in [0, 1]).
 
     classifier: x -> logits (the evaluated classifier, undefended or adversarially trained).
     attack: x float32 [batch_size, ...] -> x_adv (already bound to its model_fn and gradient).
     defended: a `defense.DefendedClassifier` for Defense-GAN, or None.
+    fresh_seed: also classify P(x_adv) projected with a seed the attacker never saw (one more
+      projection per batch; see the module docstring).
     Returns (records, stats): stats has the seconds spent projecting and attacking and the
     images projected, summed over all batches that saved their timing (resumed ones too),
     `batches_resumed`, and `cpus` (CPU name -> batches computed on it).
@@ -183,6 +198,15 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
                 r.update(pred_clean_defended=int(pred_clean_def[i]),
                          pred_adv_defended=int(pred_adv_def[i]),
                          mse_clean=float(mse_clean[i]), mse_adv=float(mse_adv[i]))
+            if fresh_seed:
+                t = time.time()
+                logits_f, _, mse_f = defended.logits(x_adv, [seed, k + FRESH_SEED_OFFSET])
+                timing["projected_images"] += batch_size
+                timing["projection_seconds"] += time.time() - t
+                pred_f, mse_f = tf.argmax(logits_f, 1).numpy(), mse_f.numpy()
+                for i, r in enumerate(batch_records):
+                    r.update(pred_adv_defended_fresh_seed=int(pred_f[i]),
+                             mse_adv_fresh_seed=float(mse_f[i]))
             if k == 0:
                 _save_example_images(records_dir, x[:count], x_adv[:count], x_rec_adv.numpy()[
                     :count], x_rec_clean[:count])

@@ -45,6 +45,8 @@ def summarize(records, defense: str) -> dict:
     defended_clean_accuracy: classifier(P(x)) on clean images (Defense-GAN only); the release's
       white-box Defense-GAN column in effect measured this (its attack gradient vanished).
     undefended_adversarial_accuracy: classifier(x_adv) without projection.
+    adversarial_accuracy_fresh_seed: classifier(P(x_adv)) with projection restarts the
+      attacker never saw (iterative attacks through BPDA only; else None).
     """
     gan = defense == "defense_gan"
     return {
@@ -53,10 +55,12 @@ def summarize(records, defense: str) -> dict:
         "adversarial_accuracy": _accuracy(records, "pred_adv_defended" if gan else "pred_adv"),
         "defended_clean_accuracy": _accuracy(records, "pred_clean_defended") if gan else None,
         "undefended_adversarial_accuracy": _accuracy(records, "pred_adv"),
+        "adversarial_accuracy_fresh_seed": _accuracy(records, "pred_adv_defended_fresh_seed"),
         "mean_l2": _mean(records, "l2"),
         "mean_linf": _mean(records, "linf"),
         "mean_mse_clean": _mean(records, "mse_clean"),
         "mean_mse_adv": _mean(records, "mse_adv"),
+        "mean_mse_adv_fresh_seed": _mean(records, "mse_adv_fresh_seed"),
         "changed_fraction": float(np.mean([r["l2"] > 0 for r in records])) if records else None,
     }
 

@@ -125,3 +125,36 @@ def test_bpda_projects_when_input_or_seed_differ_from_the_remembered_ones(counte
     assert int(counted.projector.calls.numpy()) == 1
     expected = counted.classifier(projection_of(counted, x))
     np.testing.assert_allclose(logits.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+class SeedLoggingProjector(CountingProjector):
+    """Also records, in Python, the seed of every projection called eagerly."""
+
+    def __init__(self, projector):
+        super().__init__(projector)
+        self.seeds = []
+
+    def __call__(self, x, seed):
+        self.seeds.append([int(s) for s in np.asarray(seed)])
+        return super().__call__(x, seed)
+
+
+@pytest.mark.parametrize("fresh_seed", [False, True])
+def test_evaluate_reprojects_adversarial_images_with_a_seed_the_attack_never_used(
+        defended, x, tmp_path, fresh_seed):
+    from defense_gan import evaluation
+    logged = DefendedClassifier(defended.classifier, SeedLoggingProjector(defended.projector),
+                                seed=3)
+    identity_attack = lambda images: images  # noqa: E731  (no projection inside the attack)
+    records, _ = evaluation.evaluate(
+        np.concatenate([x.numpy(), x.numpy()]), np.array([0, 3, 5, 9] * 2),
+        classifier=defended.classifier, attack=identity_attack, batch_size=B, seed=3,
+        records_dir=str(tmp_path), settings={"t": 1}, defended=logged,
+        fresh_seed=fresh_seed, progress=lambda line: None)
+    attack_seeds = [[3, 0], [3, 1]]  # batch k's projections for the clean and attacked image
+    fresh = [[3, k + evaluation.FRESH_SEED_OFFSET] for k in (0, 1)]
+    expected = [[3, 0], [3, 0]] + ([fresh[0]] if fresh_seed else []) + \
+        [[3, 1], [3, 1]] + ([fresh[1]] if fresh_seed else [])
+    assert logged.projector.seeds == expected
+    assert all(("pred_adv_defended_fresh_seed" in r) == fresh_seed for r in records)
+    assert not set(map(tuple, fresh)) & set(map(tuple, attack_seeds))

@@ -64,3 +64,15 @@ def test_model_f_is_compared_with_the_papers_defense_gan_orig_and_a_with_rec():
     rows = [x for x in make_results.build([run("defense_gan", SHIPPED), f_run]).splitlines()
             if x.startswith("| A | 10 |") or x.startswith("| F | 10 |")]
     assert "| 0.900 (0.988 Rec) |" in rows[0] and "| 0.900 (0.971 Orig) |" in rows[1]
+
+
+def test_a_cw_bpda_cell_shows_the_known_seed_and_the_fresh_seed_accuracy():
+    cw = run("defense_gan", SHIPPED, accuracy=0.0)
+    cw["settings"].update(attack="cw", gradient="bpda")
+    cw["metrics"]["adversarial_accuracy_fresh_seed"] = 0.42
+    row = next(x for x in make_results.build([cw]).splitlines() if x.startswith("| A | 10 |"))
+    assert "| 0.000 / 0.420 fresh |" in row
+    plain = run("defense_gan", SHIPPED, accuracy=0.25)
+    plain["settings"]["gradient"] = "bpda"
+    row = next(x for x in make_results.build([plain]).splitlines() if x.startswith("| A | 10 |"))
+    assert "| 0.250 |" in row and "fresh" not in row

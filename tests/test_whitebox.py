@@ -129,6 +129,20 @@ def test_defense_gan_with_bpda_writes_projection_speed_mse_and_defended_clean_ac
     assert result["settings"]["checkpoints"]["generator"]["sha256"]
 
 
+def test_only_iterative_attacks_through_bpda_report_accuracy_under_fresh_projection_seeds(
+        bpda_run, smoke_run, smoke_classifier, tmp_path):
+    assert read_results(bpda_run[0])["metrics"]["adversarial_accuracy_fresh_seed"] is None
+    rc, out, err = whitebox(tmp_path / "pgd", smoke_run.train_dir, smoke_classifier.train_dir,
+                            *BPDA_FLAGS, "--attack=pgd")
+    assert rc == 0, err
+    result = read_results(tmp_path / "pgd")
+    assert 0.0 <= result["metrics"]["adversarial_accuracy_fresh_seed"] <= 1.0
+    assert 0 < result["metrics"]["mean_mse_adv_fresh_seed"] < 1
+    assert result["settings"]["fresh_seed_check"] is True
+    # clean + attacked + fresh projections of each batch, plus the attack's own steps
+    assert result["timing"]["projected_images"] >= 3 * NUM_TESTS
+
+
 def rerun_copy(bpda_run, smoke_run, smoke_classifier, tmp_path, drop_results=False):
     """Copy the finished BPDA run, optionally without its results.json (as if killed after its
     last batch), and rerun the same command on the copy: (results_dir, stdout)."""

@@ -19,6 +19,9 @@ from defense_gan.config import REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
 
 
+ITERATIVE_ATTACKS = ("cw", "pgd")
+
+
 def run_name(cfg: Config) -> str:
     name = f"{cfg.model}_{cfg.defense}"
     if cfg.defense == "defense_gan":
@@ -75,6 +78,12 @@ def run(cfg: Config) -> None:
         "checkpoints": checkpoints_used}
     if cfg.rec_prune_at:
         run_settings.update(rec_prune_at=cfg.rec_prune_at, rec_keep=cfg.rec_keep)
+    # Iterative attacks through BPDA see the defender's restarts at every step and can fit
+    # them: their runs also report P(x_adv) under restarts the attacker never saw.
+    fresh_seed = (cfg.defense == "defense_gan" and cfg.gradient == "bpda"
+                  and cfg.attack in ITERATIVE_ATTACKS)
+    if fresh_seed:
+        run_settings["fresh_seed_check"] = True
     gradient = (cfg.gradient if cfg.defense == "defense_gan" else
                 "the evaluated classifier's own gradient")
     # Checked after every checkpoint loaded, so a bad flag elsewhere creates no folder.
@@ -89,7 +98,8 @@ def run(cfg: Config) -> None:
         x_test, splits.y_test[:cfg.num_tests], classifier=classifier, attack=attack,
         batch_size=cfg.eval_batch_size, seed=cfg.seed,
         records_dir=os.path.join(results_dir, "records"), settings=run_settings,
-        defended=defended, cache=cache, progress=lambda line: print(line, flush=True))
+        defended=defended, cache=cache, fresh_seed=fresh_seed,
+        progress=lambda line: print(line, flush=True))
     metrics = results.summarize(records, cfg.defense)
     if stats["batches_resumed"] * cfg.eval_batch_size >= cfg.num_tests and \
             results.load(results_dir).get("settings") == run_settings:
