@@ -117,6 +117,7 @@ def reading(runs):
             for key, r, metric in (("rec", dg_c or dg_b, "defended_clean_accuracy"),
                                    ("cls", dg_c, "adversarial_accuracy"),
                                    ("bpda", dg_b, "adversarial_accuracy"),
+                                   ("fresh", dg_b, "adversarial_accuracy_fresh_seed"),
                                    ("none", none, "adversarial_accuracy"),
                                    ("mse_clean", dg_c, "mean_mse_clean"),
                                    ("mse_adv", dg_c, "mean_mse_adv")):
@@ -143,7 +144,9 @@ def reading(runs):
             text += f"; without the defense {span(base)})" if base else ")"
         if "bpda" in cols:
             text += (f"; through BPDA {span(cols['bpda'].values())} (models "
-                     f"{''.join(sorted(cols['bpda']))})")
+                     f"{''.join(sorted(cols['bpda']))}")
+            text += (f"; the same adversarial images projected with restarts the attack never "
+                     f"saw {span(cols['fresh'].values())})" if "fresh" in cols else ")")
         if "mse_adv" in cols:
             text += (f". Mean reconstruction MSE per pixel: clean {span(cols['mse_clean'].values(), 4)}"
                      f", attacked {span(cols['mse_adv'].values(), 4)} (the detection statistic)")

@@ -72,6 +72,9 @@ def test_a_cw_bpda_cell_shows_the_known_seed_and_the_fresh_seed_accuracy():
     cw["metrics"]["adversarial_accuracy_fresh_seed"] = 0.42
     row = next(x for x in make_results.build([cw]).splitlines() if x.startswith("| A | 10 |"))
     assert "| 0.000 / 0.420 fresh |" in row
+    reading = next(x for x in make_results.build([cw]).splitlines() if x.startswith("- **CW"))
+    assert "through BPDA 0.000 (models A; the same adversarial images projected with " \
+        "restarts the attack never saw 0.420)" in reading
     plain = run("defense_gan", SHIPPED, accuracy=0.25)
     plain["settings"]["gradient"] = "bpda"
     row = next(x for x in make_results.build([plain]).splitlines() if x.startswith("| A | 10 |"))
