@@ -257,7 +257,7 @@ def build(runs, stale=()):
         lines.append("- **CW through BPDA** runs the whole projection in each of CW's 100 "
                      "iterations (about 100 projections per image), so it was run on fewer "
                      f"images ({sizes}); the images column lists every sample size of a row. "
-                     "At 50 images the standard error of an accuracy near 0.5 is about 0.07. "
+                     "At 50 images the standard error of an accuracy is at most about 0.07 (at 0.5). "
                      "CW keeps, per image, the perturbation that fooled the defense as the "
                      "attack saw it, projection restarts included (the attacker knows the "
                      "defender's seed); the `fresh` figure projects the same adversarial images "
