@@ -187,10 +187,14 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
                           "linf": float(np.abs(diff[i]).max()),
                           "l2": float(np.sqrt((diff[i] ** 2).sum()))} for i in range(count)]
         if defended is not None:
-            t = time.time()
-            logits_adv, x_rec_adv, mse_adv = defended.logits(x_adv, batch_seed)
-            timing["projected_images"] += batch_size
-            timing["projection_seconds"] += time.time() - t
+            def defend(seed_pair):
+                """classifier(P(x_adv)) with the projection seed `seed_pair`, timed."""
+                t = time.time()
+                out = defended.logits(x_adv, seed_pair)
+                timing["projected_images"] += batch_size
+                timing["projection_seconds"] += time.time() - t
+                return out
+            logits_adv, x_rec_adv, mse_adv = defend(batch_seed)
             pred_clean_def = tf.argmax(classifier(x_rec_clean, training=False), 1).numpy()
             pred_adv_def = tf.argmax(logits_adv, 1).numpy()
             mse_adv = mse_adv.numpy()
@@ -199,10 +203,7 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
                          pred_adv_defended=int(pred_adv_def[i]),
                          mse_clean=float(mse_clean[i]), mse_adv=float(mse_adv[i]))
             if fresh_seed:
-                t = time.time()
-                logits_f, _, mse_f = defended.logits(x_adv, [seed, k + FRESH_SEED_OFFSET])
-                timing["projected_images"] += batch_size
-                timing["projection_seconds"] += time.time() - t
+                logits_f, _, mse_f = defend([seed, k + FRESH_SEED_OFFSET])
                 pred_f, mse_f = tf.argmax(logits_f, 1).numpy(), mse_f.numpy()
                 for i, r in enumerate(batch_records):
                     r.update(pred_adv_defended_fresh_seed=int(pred_f[i]),
