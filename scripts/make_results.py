@@ -184,7 +184,9 @@ def build(runs, stale=()):
         "  the attacker. This is the honest white-box number. For CW it reads `known / fresh`:",
         "  `fresh` re-projects the same adversarial images with restarts the attack never saw.",
         "- **Adv. tr.**: classifier trained on (clean + FGSM eps 0.15)/2, attacked white-box. The",
-        "  paper's Table 4 column used eps 0.3 for training.",
+        "  paper's Table 4 column used eps 0.3 for training. Adversarially trained checkpoints ship",
+        "  for A and B only; `python main.py --mode=train_classifier --adv_train --model=C` trains",
+        "  another into `runs/`, and `--classifier_dir` evaluates it.",
         "", "The two attacked Defense-GAN columns have no paper counterpart (see below).",
         ""]
     checkpoints = {}

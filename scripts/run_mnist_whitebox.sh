@@ -38,8 +38,8 @@ if [[ "$stage" == defense_gan || "$stage" == all ]]; then
     done
   done
   # CW through BPDA runs the full projection in every one of CW's (up to) 100 iterations:
-  # about 100x the cost of FGSM, so only a small sample.
-  for m in A F; do
+  # about 100x the cost of FGSM (15-22 min per 50 images on 2 cores), so only a small sample.
+  for m in A F B C D E; do
     wb --defense=defense_gan --gradient=bpda --attack=cw --model="$m" --num_tests=50
   done
 fi
