@@ -158,6 +158,27 @@ def reading(runs):
             *out, ""]
 
 
+def examples(runs, model="A"):
+    """Markdown lines embedding each attack's example grid for `model` through Defense-GAN
+    (the BPDA run where there is one), for the runs whose examples.png exists."""
+    out = []
+    for attack in ("fgsm", "rand_fgsm", "cw", "pgd"):
+        r = (pick(runs, model, attack, "defense_gan", "bpda")
+             or pick(runs, model, attack, "defense_gan", "classifier"))
+        if r is None or not os.path.isfile(os.path.join(REPO, r["path"], "examples.png")):
+            continue
+        gradient = "through BPDA" if r["settings"]["gradient"] == "bpda" else \
+            "with the undefended classifier's gradient"
+        out += [f"**{ATTACK_TITLES[attack]}, model {model}, {gradient}** (`{r['path']}`):", "",
+                f"![{attack} examples, model {model}]({r['path']}/examples.png)", ""]
+    if not out:
+        return []
+    return ["## Examples", "",
+            "The first 10 test images of a run; rows: clean, adversarial, Defense-GAN's "
+            "reconstruction of the adversarial image, its reconstruction of the clean image.",
+            "", *out]
+
+
 def build(runs, stale=()):
     lines = [
         "# Results: white-box MNIST (paper Table 4 layout)", "",
@@ -224,6 +245,7 @@ def build(runs, stale=()):
                             c["sha256"].get("weights.data-00000-of-00001", "")[:12])
         lines.append("")
     lines += reading(runs)
+    lines += examples(runs)
     lines += ["## Checkpoints used", "",
               "| checkpoint | generator iterations, sha256 of the weights (first 12) |", "|---|---|"]
     for (name, folder), ids in sorted(checkpoints.items()):

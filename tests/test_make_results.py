@@ -79,3 +79,17 @@ def test_a_cw_bpda_cell_shows_the_known_seed_and_the_fresh_seed_accuracy():
     plain["settings"]["gradient"] = "bpda"
     row = next(x for x in make_results.build([plain]).splitlines() if x.startswith("| A | 10 |"))
     assert "| 0.250 |" in row and "fresh" not in row
+
+
+def test_examples_embed_the_bpda_grid_of_model_a_when_its_png_exists(tmp_path):
+    with_png, without_png = tmp_path / "bpda_run", tmp_path / "classifier_run"
+    with_png.mkdir()
+    without_png.mkdir()
+    (with_png / "examples.png").write_bytes(b"png")
+    bpda = run("defense_gan", SHIPPED, path=str(with_png))
+    bpda["settings"]["gradient"] = "bpda"
+    text = make_results.build([run("defense_gan", SHIPPED, path=str(without_png)), bpda])
+    assert f"![fgsm examples, model A]({with_png}/examples.png)" in text
+    assert "classifier_run/examples.png" not in text
+    assert "## Examples" not in make_results.build([run("defense_gan", SHIPPED,
+                                                        path=str(without_png))])
