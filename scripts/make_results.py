@@ -162,7 +162,7 @@ def examples(runs, model="A"):
     """Markdown lines embedding each attack's example grid for `model` through Defense-GAN
     (the BPDA run where there is one), for the runs whose examples.png exists."""
     out = []
-    for attack in ("fgsm", "rand_fgsm", "cw", "pgd"):
+    for attack in ATTACK_TITLES:  # the table order
         r = (pick(runs, model, attack, "defense_gan", "bpda")
              or pick(runs, model, attack, "defense_gan", "classifier"))
         if r is None or not os.path.isfile(os.path.join(REPO, r["path"], "examples.png")):
@@ -211,7 +211,7 @@ def build(runs, stale=()):
         "", "The two attacked Defense-GAN columns have no paper counterpart (see below).",
         ""]
     checkpoints = {}
-    for attack in ("fgsm", "rand_fgsm", "cw", "pgd"):
+    for attack in ATTACK_TITLES:  # the table order
         if not any(r["settings"]["attack"] == attack for r in runs):
             continue
         lines += [f"## {ATTACK_TITLES[attack]}", "",

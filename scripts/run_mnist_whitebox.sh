@@ -38,7 +38,7 @@ if [[ "$stage" == defense_gan || "$stage" == all ]]; then
     done
   done
   # CW through BPDA runs the full projection in every one of CW's (up to) 100 iterations:
-  # about 100x the cost of FGSM (15-22 min per 50 images on 2 cores), so only a small sample.
+  # about 100x the cost of FGSM (10-22 min per 50 images on 2 cores), so only a small sample.
   # 50 images per model; model A was extended to 100 when time allowed.
   for m in A F B C D E; do
     wb --defense=defense_gan --gradient=bpda --attack=cw --model="$m" \
