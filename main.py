@@ -4,8 +4,8 @@
     python main.py --mode=train_classifier --model=A # train a classifier
     python main.py --mode=whitebox --attack=fgsm     # attack and evaluate the defense
 
-Flags are defined in defense_gan/config.py; flagfiles live in flags/. This file only parses
-flags, builds the Config and dispatches on --mode.
+Flags are defined in defense_gan/cli.py; flagfiles live in flags/. This file only parses
+flags, builds the Config and runs defense_gan/modes/<mode>.py.
 """
 
 import os
@@ -18,7 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import app, logging  # noqa: E402
 
-from defense_gan import config  # noqa: E402
+from defense_gan import cli, config  # noqa: E402
+
+cli.define_flags()
 
 
 def main(argv):
@@ -26,13 +28,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # TF's saver logs at INFO on every checkpoint
     try:
-        cfg = config.from_flags()
-        if cfg.mode == "train_gan":
-            from defense_gan.modes import train_gan as mode
-        elif cfg.mode == "train_classifier":
-            from defense_gan.modes import train_classifier as mode
-        else:
-            from defense_gan.modes import whitebox as mode
+        cfg = cli.from_flags()
+        mode = config.mode_module(cfg.mode)
         mode.run(cfg)
     except config.DefenseGanError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)

@@ -84,7 +84,7 @@ def main():
     import numpy as np
 
     from defense_gan import checkpoints, classifiers, data, evaluation, gan, hardware, projection
-    from defense_gan.config import DefenseGanError
+    from defense_gan.errors import DefenseGanError
     from defense_gan.files import writable_dir_problem, write_json_atomic
 
     for flag, folder in (("--cache_dir", args.cache_dir), ("--out", os.path.dirname(

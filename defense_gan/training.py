@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from defense_gan import summaries
-from defense_gan.config import ConfigError, TrainingError
+from defense_gan.errors import ConfigError, TrainingError
 from defense_gan.files import writable_dir_problem, write_json_atomic
 
 CKPT_SUBDIR = "ckpt"

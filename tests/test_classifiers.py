@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from defense_gan import checkpoints, classifiers, data, networks
-from defense_gan.config import ConfigError
+from defense_gan.errors import ConfigError
 
 N = 3
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO
 from defense_gan import data
-from defense_gan.config import ConfigError
+from defense_gan.errors import ConfigError
 
 MNIST_DIR = os.path.join(REPO, "data", "mnist")
 TRAIN_LABELS = data.MNIST_FILES["train_labels"][0]

@@ -18,8 +18,8 @@ import tensorflow as tf
 
 from conftest import (MAIN, REPO, SMOKE_FLAGFILE, SMOKE_ITERATIONS, error_line, run_main,
                       smoke_args, tree_digest)
-from defense_gan import checkpoints, config, gan, training
-from defense_gan.config import ConfigError, TrainingError
+from defense_gan import checkpoints, cli, config, gan, training
+from defense_gan.errors import ConfigError, TrainingError
 
 STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -226,10 +226,11 @@ def test_unknown_mode_is_rejected_naming_mode(tmp_path):
 
 
 def test_flag_given_after_flagfile_overrides_the_flagfile():
-    flags = config.FLAGS
+    cli.define_flags()
+    flags = cli.FLAGS
     try:
         flags(["main.py", f"--flagfile={SMOKE_FLAGFILE}", "--iterations=7"])
-        cfg = config.from_flags()
+        cfg = cli.from_flags()
     finally:
         flags.unparse_flags()
     assert cfg.iterations == 7
