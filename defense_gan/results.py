@@ -7,7 +7,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from defense_gan import summaries
+from defense_gan import stats, summaries
 from defense_gan.files import write_json_atomic, write_text_atomic
 
 TABLE_HEADER = ("| model | attack | defense | gradient | L | R | images | clean acc | "
@@ -36,6 +36,21 @@ def _accuracy(records, key):
     return float(np.mean([r[key] == r["label"] for r in records]))
 
 
+def _interval(records, key):
+    if not records or key not in records[0]:
+        return None
+    correct = int(sum(r[key] == r["label"] for r in records))
+    return list(stats.wilson_interval(correct, len(records)))
+
+
+ACCURACY_KEYS = {
+    "clean_accuracy": "pred_clean",
+    "defended_clean_accuracy": "pred_clean_defended",
+    "undefended_adversarial_accuracy": "pred_adv",
+    "adversarial_accuracy_fresh_seed": "pred_adv_defended_fresh_seed",
+}
+
+
 def summarize(records, defense: str) -> dict:
     """Accuracies and means over per-example records (see evaluation.py).
 
@@ -47,9 +62,15 @@ def summarize(records, defense: str) -> dict:
     undefended_adversarial_accuracy: classifier(x_adv) without projection.
     adversarial_accuracy_fresh_seed: classifier(P(x_adv)) with projection restarts the
       attacker never saw (iterative attacks through BPDA only; else None).
+    Each accuracy `<name>` has `<name>_ci95`: its 95% Wilson interval [low, high] over
+    num_images (None where the accuracy is None).
     """
     gan = defense == "defense_gan"
-    return {
+    keys = dict(ACCURACY_KEYS, adversarial_accuracy="pred_adv_defended" if gan else "pred_adv")
+    if not gan:
+        keys.pop("defended_clean_accuracy")
+    intervals = {f"{name}_ci95": _interval(records, key) for name, key in keys.items()}
+    return intervals | {
         "num_images": len(records),
         "clean_accuracy": _accuracy(records, "pred_clean"),
         "adversarial_accuracy": _accuracy(records, "pred_adv_defended" if gan else "pred_adv"),
