@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from defense_gan import stats, summaries
-from defense_gan.files import write_bytes_atomic, write_json_atomic, write_text_atomic
+from defense_gan.files import write_json_atomic, write_text_atomic
 
 TABLE_HEADER = ("| model | attack | defense | gradient | L | R | images | clean acc | "
                 "adversarial acc | defended clean acc | undefended adv acc | mean L2 | "
@@ -62,6 +62,8 @@ def summarize(records, defense: str) -> dict:
     undefended_adversarial_accuracy: classifier(x_adv) without projection.
     adversarial_accuracy_fresh_seed: classifier(P(x_adv)) with projection restarts the
       attacker never saw (iterative attacks through BPDA only; else None).
+    mean_l2_changed, mean_l2_sq_changed: mean L2 and mean squared L2 over the images the
+      attack changed (l2 > 0), None if none.
     Each accuracy `<name>` has `<name>_ci95`: its 95% Wilson interval [low, high] over
     num_images (None where the accuracy is None).
     """
@@ -83,6 +85,10 @@ def summarize(records, defense: str) -> dict:
         "mean_mse_adv": _mean(records, "mse_adv"),
         "mean_mse_adv_fresh_seed": _mean(records, "mse_adv_fresh_seed"),
         "changed_fraction": float(np.mean([r["l2"] > 0 for r in records])) if records else None,
+        # Over the changed images only (CW / latent return unchanged images where they fail).
+        "mean_l2_changed": _mean([r for r in records if r["l2"] > 0], "l2"),
+        "mean_l2_sq_changed": (float(np.mean([r["l2"] ** 2 for r in records if r["l2"] > 0]))
+                               if any(r["l2"] > 0 for r in records) else None),
     }
 
 
@@ -123,51 +129,6 @@ def rebuild_index(parent: str) -> str:
     table_path = os.path.join(parent, "index.md")
     write_text_atomic(table_path, TABLE_HEADER + "".join(row for *_, row in sorted(rows)))
     return table_path
-
-
-def curve_label(flags: dict) -> str:
-    """A legend label for a run's settings (Config fields as a dict): defense and gradient."""
-    if flags["defense"] == "none":
-        return "no defense"
-    if flags["defense"] == "adv_tr":
-        return "adversarial training"
-    label = f"Defense-GAN, {flags['gradient']}"
-    if flags.get("eot_samples"):
-        label += f" + EOT {flags['eot_samples']}"
-    return label
-
-
-def plot_curves(path: str, sweeps, title: str) -> None:
-    """Accuracy vs eps, one line per sweep (each {"label", "norm", "points": [{"eps",
-    "adversarial_accuracy", "adversarial_accuracy_ci95"}, ...]}), with the 95% Wilson
-    intervals as bands; written atomically as PNG. matplotlib (Agg) draws it: axes, legend and
-    bands are what a reader needs, and it is imported only here."""
-    import io
-
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for sweep in sweeps:
-        pts = sorted(sweep["points"], key=lambda p: p["eps"])
-        eps = [p["eps"] for p in pts]
-        acc = [p["adversarial_accuracy"] for p in pts]
-        line, = ax.plot(eps, acc, marker="o", label=f"{sweep['label']} (n={pts[0]['num_images']})")
-        ci = [p.get("adversarial_accuracy_ci95") for p in pts]
-        if all(ci):
-            ax.fill_between(eps, [c[0] for c in ci], [c[1] for c in ci], alpha=0.2,
-                            color=line.get_color())
-    norms = {sweep["norm"] for sweep in sweeps}
-    ax.set_xlabel("eps (" + "/".join(sorted(norms)) + ", pixels in [0, 1])")
-    ax.set_ylabel("accuracy (95% Wilson band)")
-    ax.set_ylim(0.0, 1.0)
-    ax.grid(alpha=0.3)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
 
 
 def write(results_dir: str, result: dict, writer_images=None) -> None:

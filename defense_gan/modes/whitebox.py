@@ -19,7 +19,7 @@ import os
 import shlex
 import sys
 
-from defense_gan import (attacks, classifiers, data, evaluation, files, gan, hardware,
+from defense_gan import (attacks, classifiers, data, evaluation, files, gan, hardware, plots,
                          projection, results)
 from defense_gan.checkpoints import environment
 from defense_gan.config import REPO_ROOT, Config, ConfigError
@@ -145,7 +145,7 @@ def run_sweep(cfg: Config) -> None:
         print(f"[whitebox] sweep: eps {eps:g}", flush=True)
         run_one(sub)
         points.append({"eps": eps, **results.load(sub.results_dir)["metrics"]})
-    label = results.curve_label(dataclasses.asdict(cfg))
+    label = plots.curve_label(dataclasses.asdict(cfg))
     sweep = {"norm": "l2" if cfg.attack == "pgd" and cfg.pgd_norm == "l2" else "linf",
              "label": label, "attack": cfg.attack, "model": cfg.model, "defense": cfg.defense,
              "gradient": cfg.gradient if cfg.defense == "defense_gan" else None,
@@ -153,7 +153,7 @@ def run_sweep(cfg: Config) -> None:
              "command": "python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
              "flags": dataclasses.asdict(cfg)}
     files.write_json_atomic(os.path.join(results_dir, "sweep.json"), sweep)
-    results.plot_curves(os.path.join(results_dir, "sweep.png"), [sweep],
+    plots.plot_curves(os.path.join(results_dir, "sweep.png"), [sweep],
                         f"model {cfg.model}, {cfg.attack}")
     print(f"[whitebox] wrote {results_dir}/sweep.json and sweep.png: " + ", ".join(
         f"eps {p['eps']:g}: {p['adversarial_accuracy']:.3f}" for p in points), flush=True)
