@@ -31,8 +31,9 @@ import tensorflow as tf
 # --gradient=unrolled keeps, per restart and projection step, the generator's activations of the
 # forward pass, of the inner backward pass (the gradient on z) and what the outer backward
 # pass needs of both: UNROLLED_BYTES_PER_ELEMENT bytes per generator activation element
-# (float32), measured by benchmarks/unrolled_memory.py (peak RSS over several L, linear fit).
-UNROLLED_BYTES_PER_ELEMENT = 16.0
+# (float32): benchmarks/unrolled_memory.py measured 11.6 (peak RSS at L = 5, 10, 20 with 10
+# images x R=5, linear fit; benchmarks/results/unrolled_memory.json), rounded up.
+UNROLLED_BYTES_PER_ELEMENT = 12.0
 
 
 def pad_batch(x: np.ndarray, size: int) -> np.ndarray:

@@ -191,7 +191,7 @@ def test_art_agrees_with_our_fgsm_and_pgd_within_two_points(shipped):
     import keras
     classifier, x, y = shipped
     art_model = TensorFlowV2Classifier(
-        model=lambda t: classifier(t, training=False), nb_classes=10, input_shape=(28, 28, 1),
+        model=classifier, nb_classes=10, input_shape=(28, 28, 1),
         loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         clip_values=(0.0, 1.0))
     onehot = np.eye(10, dtype=np.float32)[y]
