@@ -1,8 +1,16 @@
-"""White-box attacks: thin wrappers over CleverHans 4.0.0 (TF2), plus a working CW-L2.
+"""White-box attacks: thin wrappers over CleverHans 4.0.0 (TF2), plus a working CW-L2 and
+Athalye et al.'s latent-space attack on Defense-GAN.
 
 A `model_fn` is any callable: x float32 [N, H, W, C] in [0, 1] -> logits float32 [N, 10]. It
 may be a `tf.custom_gradient` function (e.g. Defense-GAN with a BPDA backward pass); attacks
 only differentiate it inside a GradientTape, as CleverHans does.
+
+EOT (expectation over transformation): a model_fn may instead return logits [N, K, 10], one
+row per random draw of a randomised defense (K projections with different restarts). Every
+attack then minimises the loss averaged over the K draws (`eot_loss`: the mean over draws of
+the cross-entropy, whose gradient is the mean of the K BPDA gradients), and labels/predictions
+use the mean logits. CleverHans' FGM/PGD take such a loss as `loss_fn`, so EOT needs no custom
+attack loop.
 
 Every attack casts its input to float32, checks it is in [0, 1] and returns a float32
 tf.Tensor of the same shape, clipped to [0, 1]. Labels `y` are int class indices [N]; when `y`
@@ -27,11 +35,14 @@ import tensorflow as tf
 _fgm_module = importlib.import_module("cleverhans.tf2.attacks.fast_gradient_method")
 _pgd_module = importlib.import_module("cleverhans.tf2.attacks.projected_gradient_descent")
 
-ATTACKS = ("fgsm", "rand_fgsm", "cw", "pgd")
+ATTACKS = ("fgsm", "rand_fgsm", "cw", "pgd", "latent")
+PGD_NORMS = {"linf": np.inf, "l2": 2}
 CLIP_MIN, CLIP_MAX = 0.0, 1.0
 
 # Defaults of make_attack/describe: the flag defaults of config.py (the release's settings).
-DEFAULTS = dict(eps=0.3, alpha=0.05, pgd_steps=40, cw_iters=100, cw_lr=10.0, cw_c=100.0, seed=0)
+DEFAULTS = dict(eps=0.3, alpha=0.05, pgd_steps=40, cw_iters=100, cw_lr=10.0, cw_c=100.0, seed=0,
+                pgd_norm="linf", pgd_step_size=None, pgd_restarts=1, pgd_eps_l2=1.98,
+                latent_iters=500, latent_lr=0.05, latent_c=1.0)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -60,6 +71,29 @@ def _seed_pair(seed) -> tf.Tensor:
     return tf.constant(pair, tf.int64)
 
 
+def mean_logits(logits) -> tf.Tensor:
+    """logits [N, K] or EOT logits [N, D, K] (D draws) -> [N, K] (the mean over draws)."""
+    return tf.reduce_mean(logits, axis=1) if logits.shape.rank == 3 else logits
+
+
+def eot_loss(labels, logits) -> tf.Tensor:
+    """Per-example cross-entropy [N] of logits [N, K], or for EOT logits [N, D, K] its mean
+    over the D draws (so its gradient is the mean of the draws' gradients). labels: int [N].
+    CleverHans' `loss_fn` signature."""
+    labels = tf.cast(labels, tf.int64)
+    if logits.shape.rank == 3:
+        draws = tf.shape(logits)[1]
+        per_draw = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.repeat(labels[:, None], draws, axis=1), logits=logits)
+        return tf.reduce_mean(per_draw, axis=1)
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def predict(model_fn, x) -> tf.Tensor:
+    """int64 [N]: argmax of model_fn(x)'s (mean) logits."""
+    return tf.argmax(mean_logits(model_fn(x)), 1)
+
+
 def _check_eps(eps: float, name: str = "eps") -> float:
     eps = float(eps)
     if not 0.0 <= eps <= 1.0:
@@ -80,8 +114,10 @@ def fgsm(model_fn, x, eps: float, y=None) -> tf.Tensor:
       float32 [N, H, W, C] in [0, 1], |x_adv - x|_inf <= eps.
     """
     eps = _check_eps(eps)
-    return _fgm_module.fast_gradient_method(model_fn, _images(x), eps, np.inf,
-                                            clip_min=CLIP_MIN, clip_max=CLIP_MAX, y=_labels(y))
+    x = _images(x)
+    y = predict(model_fn, x) if y is None else _labels(y)
+    return _fgm_module.fast_gradient_method(model_fn, x, eps, np.inf, loss_fn=eot_loss,
+                                            clip_min=CLIP_MIN, clip_max=CLIP_MAX, y=y)
 
 
 def rand_fgsm(model_fn, x, eps: float, alpha: float, seed, y=None) -> tf.Tensor:
@@ -109,13 +145,21 @@ def rand_fgsm(model_fn, x, eps: float, alpha: float, seed, y=None) -> tf.Tensor:
 
 
 def _stateless_lp_vector(seed):
-    """A stand-in for CleverHans' `random_lp_vector` (global RNG) drawing the same L-inf
-    uniform start from a stateless RNG."""
+    """A stand-in for CleverHans' `random_lp_vector` (global RNG) drawing the same random start
+    from a stateless RNG: L-inf uniform in [-eps, eps]; L2 uniform in the eps-ball (a normal
+    direction scaled by eps * U^(1/d), Calafiore et al. 1998, as CleverHans)."""
     def random_lp_vector(shape, ord, eps, dtype=tf.float32, seed_=None):  # noqa: A002
-        if ord != np.inf:
-            raise ValueError("only the L-inf random start is supported")
-        return tf.random.stateless_uniform(shape, seed=seed, minval=-eps, maxval=eps,
-                                           dtype=dtype)
+        if ord == np.inf:
+            return tf.random.stateless_uniform(shape, seed=seed, minval=-eps, maxval=eps,
+                                               dtype=dtype)
+        if ord != 2:
+            raise ValueError("only the L-inf and L2 random starts are supported")
+        dim = tf.reduce_prod(shape[1:])
+        direction = tf.random.stateless_normal((shape[0], dim), seed=seed, dtype=dtype)
+        direction /= tf.norm(direction, axis=1, keepdims=True)
+        radius = tf.random.stateless_uniform((shape[0], 1), seed=seed + [0, 1], dtype=dtype)
+        radius = radius ** (1.0 / tf.cast(dim, dtype))
+        return tf.reshape(eps * radius * direction, shape)
     return random_lp_vector
 
 
@@ -133,37 +177,75 @@ def _seeded_pgd_start(seed):
 
 
 def pgd(model_fn, x, eps: float, eps_iter: float, nb_iter: int, seed, y=None,
-        rand_init: bool = True) -> tf.Tensor:
-    """PGD (Madry et al.), L-inf, CleverHans' `projected_gradient_descent`.
+        rand_init: bool = True, norm: str = "linf", restarts: int = 1) -> tf.Tensor:
+    """PGD (Madry et al.), L-inf or L2, CleverHans' `projected_gradient_descent`, with random
+    restarts.
 
     Args:
-      model_fn: x float32 [N, H, W, C] in [0, 1] -> logits float32 [N, K].
+      model_fn: x float32 [N, H, W, C] in [0, 1] -> logits float32 [N, K], or EOT logits
+        [N, D, K] (the loss is then averaged over the D draws, see `eot_loss`).
       x: images [N, H, W, C] in [0, 1], any real dtype (cast to float32).
-      eps: L-inf budget in [0, 1].
-      eps_iter: step size in (0, eps].
+      eps: budget: L-inf in [0, 1], or L2 >= 0 (pixels in [0, 1]; at most sqrt(H*W*C)).
+      eps_iter: step size in (0, eps] (L-inf: per pixel; L2: length of each step).
       nb_iter: number of steps, >= 1.
-      seed: int or pair of ints; the random start U(-eps, eps) is drawn from a stateless RNG,
-        so the same seed gives the same output.
+      seed: int or pair of ints; restart r draws its random start (uniform in the eps-ball)
+        from the stateless RNG seeded by (seed[0], seed[1] + r * 2**16), so the same seed
+        gives the same output.
       y: None (model's predicted labels on x) or int class indices [N] in [0, K).
       rand_init: start from a uniform random point of the eps-ball (True) or from x (BIM).
+      norm: "linf" or "l2".
+      restarts: independent runs >= 1; per image the run with the highest loss of model_fn
+        at its end is kept (the worst case for the defense). Each restart costs a full PGD.
     Returns:
-      float32 [N, H, W, C] in [0, 1], |x_adv - x|_inf <= eps.
+      float32 [N, H, W, C] in [0, 1], ||x_adv - x|| <= eps in the chosen norm.
     """
-    eps = _check_eps(eps)
+    if norm not in PGD_NORMS:
+        raise ValueError(f"norm must be one of {', '.join(PGD_NORMS)}, got {norm!r}")
+    eps = _check_eps(eps) if norm == "linf" else float(eps)
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    x = _images(x)
     if eps == 0.0:
-        return _images(x)
+        return x
     if not 0.0 < eps_iter <= eps:
         raise ValueError(f"eps_iter must be in (0, eps={eps}], got {eps_iter}")
-    if int(nb_iter) < 1:
-        raise ValueError(f"nb_iter must be >= 1, got {nb_iter}")
-    x = _images(x)
-    with _seeded_pgd_start(seed):
-        return _pgd_module.projected_gradient_descent(
-            model_fn, x, eps, float(eps_iter), int(nb_iter), np.inf, clip_min=CLIP_MIN,
-            clip_max=CLIP_MAX, y=_labels(y), rand_init=rand_init)
+    if int(nb_iter) < 1 or int(restarts) < 1:
+        raise ValueError(f"nb_iter and restarts must be >= 1, got {nb_iter}, {restarts}")
+    y = predict(model_fn, x) if y is None else _labels(y)
+    base = _seed_pair(seed)
+    best, best_loss = None, None
+    for r in range(int(restarts)):
+        with _seeded_pgd_start(base + tf.constant([0, r * (1 << 16)], tf.int64)):
+            x_adv = _pgd_module.projected_gradient_descent(
+                model_fn, x, eps, float(eps_iter), int(nb_iter), PGD_NORMS[norm],
+                loss_fn=eot_loss, clip_min=CLIP_MIN, clip_max=CLIP_MAX, y=y,
+                rand_init=rand_init)
+        if restarts == 1:
+            return x_adv
+        loss = eot_loss(y, model_fn(x_adv))
+        if best is None:
+            best, best_loss = x_adv, loss
+        else:
+            better = loss > best_loss
+            best = tf.where(better[:, None, None, None], x_adv, best)
+            best_loss = tf.where(better, loss, best_loss)
+    return best
 
 
 # --- Carlini-Wagner L2 -------------------------------------------------------------------------
+def _margin_loss(labels, logits, confidence: float = 0.0) -> tf.Tensor:
+    """CW's f6 per example [N]: max(0, Z_y - max_{j != y} Z_j + confidence) for logits [N, K];
+    for EOT logits [N, D, K] the mean of f6 over the D draws. labels: int [N]."""
+    eot = logits.shape.rank == 3
+    if eot:
+        labels = tf.repeat(labels[:, None], tf.shape(logits)[1], axis=1)
+    onehot = tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype)
+    real = tf.reduce_sum(onehot * logits, -1)
+    other = tf.reduce_max((1.0 - onehot) * logits - onehot * 10_000.0, -1)
+    f6 = tf.maximum(0.0, real - other + confidence)
+    return tf.reduce_mean(f6, axis=1) if eot else f6
+
+
 class CarliniWagnerL2:
     """Untargeted Carlini-Wagner L2, following CleverHans' algorithm (v2 semantics).
 
@@ -269,11 +351,10 @@ class CarliniWagnerL2:
         for it in tf.range(self.max_iterations):
             with tf.GradientTape() as tape:
                 x_new = self._to_pixels(self._modifier + timg)
-                logits = tf.cast(self.model_fn(x_new), tf.float32)
+                draws = tf.cast(self.model_fn(x_new), tf.float32)
+                f6 = _margin_loss(labels, draws, self.confidence)
+                logits = mean_logits(draws)  # EOT: success judged on the mean logits
                 onehot = tf.one_hot(labels, tf.shape(logits)[-1], dtype=tf.float32)
-                real = tf.reduce_sum(onehot * logits, 1)
-                other = tf.reduce_max((1.0 - onehot) * logits - onehot * 10_000.0, 1)
-                f6 = tf.maximum(0.0, real - other + self.confidence)
                 l2 = tf.reduce_sum(tf.square(x_new - x_ref), axis=[1, 2, 3])
                 loss = tf.reduce_sum(weight * (l2 + const * f6))
             grad = tape.gradient(loss, self._modifier)
@@ -344,7 +425,7 @@ class CarliniWagnerL2:
             if k < b:
                 chunk = tf.concat([chunk, tf.zeros((b - k, *self._image_shape))], 0)
             if y is None:
-                labels = tf.cast(tf.argmax(self.model_fn(chunk), 1), tf.int32)
+                labels = tf.cast(predict(self.model_fn, chunk), tf.int32)
             else:
                 labels = tf.concat([y[start:start + k], tf.zeros([b - k], tf.int32)], 0)
             out.append(self._attack_batch(chunk, labels, k)[:k])
@@ -375,6 +456,74 @@ def carlini_wagner_l2(model_fn, x, y=None, batch_size: int | None = None,
     return attack(x, y)
 
 
+# --- latent-space attack (Athalye et al. 2018, on Defense-GAN) -----------------------------------
+class LatentAttack:
+    """Search the generator's range for an adversarial image close to x (Athalye, Carlini,
+    Wagner 2018, Sec. 5 on Defense-GAN): minimise over z
+
+        ||G(z) - x||^2 + c * max(0, Z_y(G(z)) - max_{j != y} Z_j(G(z)))
+
+    (CW's margin on the classifier's logits Z), with Adam on z from z0 (x's projection).
+    If the projection were exact, P(G(z)) = G(z) and the defense would pass the
+    misclassified G(z) unchanged; in practice the defender's own projection of G(z) from fresh
+    restarts may land elsewhere, which the evaluation measures. Their attack ran 3,000 + 30,000
+    steps with a binary search on c on a GPU; here `iters` Adam steps at one c.
+
+    Per image the adversarial G(z) (classifier(G(z)) != y) with the smallest L2 to x over all
+    steps is returned; images where none was found are returned unchanged (CW semantics), so
+    `l2 > 0` == found.
+    """
+
+    def __init__(self, generator, classifier, *, iters: int = 500, lr: float = 0.05,
+                 c: float = 1.0):
+        """generator: z float32 [N, latent_dim] -> images in [0, 1]; classifier: images ->
+        logits [N, K]; iters >= 1 Adam steps with learning rate lr > 0; c > 0."""
+        if int(iters) < 1 or not lr > 0 or not c > 0:
+            raise ValueError("iters must be >= 1, lr and c > 0")
+        self.generator, self.classifier = generator, classifier
+        self.iters, self.lr, self.c = int(iters), float(lr), float(c)
+        self.optimizer = keras.optimizers.Adam(self.lr)
+        self._z = None
+        self._run = None
+
+    def _build(self, z0):
+        self._z = tf.Variable(tf.zeros_like(z0), trainable=True, name="latent_z")
+        self.optimizer.build([self._z])
+        self._run = tf.function(self._search)
+
+    def _search(self, x, z0, labels):
+        self._z.assign(z0)
+        for var in self.optimizer.variables:  # fresh Adam state, learning rate kept
+            if var is not self.optimizer.learning_rate:
+                var.assign(tf.zeros(var.shape, var.dtype))
+        n = tf.shape(x)[0]
+        best_l2 = tf.fill([n], np.inf)
+        best = x
+        for _ in tf.range(self.iters):
+            with tf.GradientTape() as tape:
+                image = self.generator(self._z, training=False)
+                logits = self.classifier(image, training=False)
+                dist = tf.reduce_sum(tf.square(image - x), axis=[1, 2, 3])
+                loss = tf.reduce_sum(dist + self.c * _margin_loss(labels, logits))
+            self.optimizer.apply_gradients([(tape.gradient(loss, self._z), self._z)])
+            fooled = tf.not_equal(tf.argmax(logits, 1, output_type=tf.int32), labels)
+            better = tf.logical_and(fooled, dist < best_l2)
+            best_l2 = tf.where(better, dist, best_l2)
+            best = tf.where(better[:, None, None, None], image, best)
+        return best
+
+    def __call__(self, x, z0, y=None) -> tf.Tensor:
+        """x [N, H, W, C] in [0, 1]; z0 float32 [N, latent_dim] (fixed N: traced once);
+        y None (the classifier's prediction on G(z0)) or int [N] -> float32 [N, H, W, C]."""
+        x = _images(x)
+        z0 = tf.cast(tf.convert_to_tensor(z0), tf.float32)
+        if self._run is None:
+            self._build(z0)
+        if y is None:
+            y = tf.argmax(self.classifier(self.generator(z0, training=False), training=False), 1)
+        return tf.clip_by_value(self._run(x, z0, tf.cast(y, tf.int32)), CLIP_MIN, CLIP_MAX)
+
+
 # --- by name ---------------------------------------------------------------------------------
 def _settings(name: str, settings: dict) -> dict:
     if name not in ATTACKS:
@@ -391,12 +540,18 @@ def pgd_eps_iter(eps: float, pgd_steps: int) -> float:
     return min(float(eps), 2.5 * float(eps) / int(pgd_steps))
 
 
+def pgd_budget(settings: dict) -> float:
+    """The PGD budget of make_attack settings: eps (L-inf) or pgd_eps_l2 (L2)."""
+    return float(settings["eps"] if settings["pgd_norm"] == "linf" else settings["pgd_eps_l2"])
+
+
 def describe(name: str, **settings) -> dict:
     """The settings of attack `name` as a plain JSON-able dict for results files.
 
-    `settings` are make_attack's keywords (eps, alpha, pgd_steps, cw_iters, cw_lr, cw_c,
-    seed); missing ones take DEFAULTS. Only the settings the attack uses are listed, plus
-    derived ones (e.g. PGD's eps_iter). Unknown name or keyword -> ValueError.
+    `settings` are make_attack's keywords (eps, alpha, pgd_steps, pgd_norm, pgd_step_size,
+    pgd_restarts, pgd_eps_l2, cw_iters, cw_lr, cw_c, latent_iters, latent_lr, latent_c, seed);
+    missing ones take DEFAULTS. Only the settings the attack uses are listed, plus derived
+    ones (e.g. PGD's eps_iter). Unknown name or keyword -> ValueError.
     """
     s = _settings(name, settings)
     out = {"attack": name, "clip_min": CLIP_MIN, "clip_max": CLIP_MAX,
@@ -408,10 +563,17 @@ def describe(name: str, **settings) -> dict:
                    fgsm_eps=float(s["eps"]) - float(s["alpha"]), seed=s["seed"],
                    implementation="sign(N(0,1)) step + cleverhans.tf2 FGM")
     elif name == "pgd":
-        out.update(norm="linf", eps=float(s["eps"]),
-                   eps_iter=pgd_eps_iter(s["eps"], s["pgd_steps"]),
-                   nb_iter=int(s["pgd_steps"]), rand_init=True, seed=s["seed"],
-                   implementation="cleverhans.tf2 PGD")
+        budget = pgd_budget(s)
+        step = (pgd_eps_iter(budget, s["pgd_steps"]) if s["pgd_step_size"] is None
+                else float(s["pgd_step_size"]))
+        out.update(norm=s["pgd_norm"], eps=budget, eps_iter=step,
+                   nb_iter=int(s["pgd_steps"]), restarts=int(s["pgd_restarts"]),
+                   rand_init=True, seed=s["seed"],
+                   implementation="cleverhans.tf2 PGD (worst of the restarts per image)")
+    elif name == "latent":
+        out.update(norm="l2 (unbounded; reported)", iterations=int(s["latent_iters"]),
+                   learning_rate=float(s["latent_lr"]), c=float(s["latent_c"]),
+                   implementation="defense_gan.attacks.LatentAttack (Athalye et al. 2018)")
     else:
         out.update(norm="l2", max_iterations=int(s["cw_iters"]),
                    learning_rate=float(s["cw_lr"]), initial_const=float(s["cw_c"]),
@@ -420,60 +582,73 @@ def describe(name: str, **settings) -> dict:
     return out
 
 
-def make_attack(name: str, model_fn, *, eps: float = DEFAULTS["eps"],
-                alpha: float = DEFAULTS["alpha"], pgd_steps: int = DEFAULTS["pgd_steps"],
-                cw_iters: int = DEFAULTS["cw_iters"], cw_lr: float = DEFAULTS["cw_lr"],
-                cw_c: float = DEFAULTS["cw_c"], seed: int = DEFAULTS["seed"]):
+def make_attack(name: str, model_fn, *, latent=None, **settings):
     """Attack `name` on `model_fn` as a callable (x, y=None) -> x_adv float32 in [0, 1].
 
     Args:
-      name: one of ATTACKS ("fgsm", "rand_fgsm", "cw", "pgd"); else ValueError.
-      model_fn: x float32 [N, H, W, C] in [0, 1] -> logits float32 [N, K]; wrapped once here,
-        so gradient functions compile once per batch shape: pass fixed-size batches.
-      eps: L-inf budget in [0, 1] (fgsm, rand_fgsm, pgd).
-      alpha: RAND+FGSM random step in [0, eps].
-      pgd_steps: PGD iterations >= 1; step size eps_iter = min(eps, 2.5 * eps / pgd_steps).
-      cw_iters, cw_lr, cw_c: CW-L2 iterations >= 1, Adam learning rate > 0, initial constant
-        > 0 (1 binary-search step, confidence 0, as the release).
-      seed: int. The k-th call (k = 0, 1, ...) of rand_fgsm / pgd uses the stateless seed
-        (seed, k), so a run is reproducible and batches get different noise.
+      name: one of ATTACKS; else ValueError.
+      model_fn: x float32 [N, H, W, C] in [0, 1] -> logits float32 [N, K] (or EOT logits
+        [N, D, K]); wrapped once here, so gradient functions compile once per batch shape:
+        pass fixed-size batches.
+      latent: for "latent" only, (LatentAttack, z_start) where z_start(x) -> z0 [N, latent].
+      settings (DEFAULTS for missing ones):
+        eps: L-inf budget in [0, 1] (fgsm, rand_fgsm, pgd with pgd_norm="linf").
+        alpha: RAND+FGSM random step in [0, eps].
+        pgd_steps >= 1; pgd_norm "linf" | "l2"; pgd_eps_l2 >= 0 (the L2 budget);
+        pgd_step_size: None (2.5 * budget / pgd_steps) or in (0, budget];
+        pgd_restarts >= 1 (the worst case per image is kept).
+        cw_iters, cw_lr, cw_c: CW-L2 iterations >= 1, Adam learning rate > 0, initial
+          constant > 0 (1 binary-search step, confidence 0, as the release).
+        latent_iters, latent_lr, latent_c: recorded for "latent" (the LatentAttack has them).
+        seed: int. The k-th call (k = 0, 1, ...) of rand_fgsm / pgd uses the stateless seed
+          (seed, k), so a run is reproducible and batches get different noise.
     The callable has `.settings`, the `describe` dict of this attack.
     """
-    settings = describe(name, eps=eps, alpha=alpha, pgd_steps=pgd_steps, cw_iters=cw_iters,
-                        cw_lr=cw_lr, cw_c=cw_c, seed=seed)
+    s = _settings(name, settings)
+    described = describe(name, **s)
+    seed = int(s["seed"])
     calls = [0]
 
     def next_seed():
         calls[0] += 1
-        return (int(seed), calls[0] - 1)
+        return (seed, calls[0] - 1)
 
     if name == "fgsm":
-        _check_eps(eps)
+        eps = _check_eps(s["eps"])
 
         def attack(x, y=None):
             return fgsm(model_fn, x, eps, y=y)
     elif name == "rand_fgsm":
-        _check_eps(eps)
+        eps, alpha = _check_eps(s["eps"]), float(s["alpha"])
         if not 0.0 <= alpha <= eps:
             raise ValueError(f"alpha must be in [0, eps={eps}], got {alpha}")
 
         def attack(x, y=None):
             return rand_fgsm(model_fn, x, eps, alpha, next_seed(), y=y)
     elif name == "pgd":
-        _check_eps(eps)
-        if int(pgd_steps) < 1:
-            raise ValueError(f"pgd_steps must be >= 1, got {pgd_steps}")
-        eps_iter = settings["eps_iter"]
+        if int(s["pgd_steps"]) < 1 or int(s["pgd_restarts"]) < 1:
+            raise ValueError("pgd_steps and pgd_restarts must be >= 1")
+        if s["pgd_norm"] == "linf":
+            _check_eps(s["eps"])
+        budget, step = described["eps"], described["eps_iter"]
 
         def attack(x, y=None):
-            return pgd(model_fn, x, eps, eps_iter, int(pgd_steps), next_seed(), y=y)
+            return pgd(model_fn, x, budget, step, int(s["pgd_steps"]), next_seed(), y=y,
+                       norm=s["pgd_norm"], restarts=int(s["pgd_restarts"]))
+    elif name == "latent":
+        if latent is None:
+            raise ValueError("the latent attack needs latent=(LatentAttack, z_start)")
+        search, z_start = latent
+
+        def attack(x, y=None):
+            return search(x, z_start(x), y)
     else:
-        cw = CarliniWagnerL2(model_fn, learning_rate=cw_lr, max_iterations=cw_iters,
-                             initial_const=cw_c, binary_search_steps=1, confidence=0.0)
+        cw = CarliniWagnerL2(model_fn, learning_rate=s["cw_lr"], max_iterations=s["cw_iters"],
+                             initial_const=s["cw_c"], binary_search_steps=1, confidence=0.0)
 
         def attack(x, y=None):
             return cw(x, y)
         attack.cw = cw
 
-    attack.settings = settings
+    attack.settings = described
     return attack

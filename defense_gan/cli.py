@@ -114,6 +114,38 @@ def define_flags() -> None:
     # --- Fashion-MNIST and CelebA (issue 15) --------------------------------------------------
 
     # --- adaptive attacks (issue 16) ---------------------------------------------------------
+    flags.DEFINE_integer("eot_samples", None,
+                         "BPDA + EOT: average the attack's gradient over K projections drawn "
+                         "with fresh seeds at every attack step (seeds the defender's evaluation "
+                         "never uses). K >= 1; unset: plain BPDA with the defender's seed known.")
+    flags.DEFINE_integer("attack_rec_iters", None,
+                         "L of the projections inside the attack (default: --rec_iters). The "
+                         "evaluation always projects with --rec_iters / --rec_rr / --precision.")
+    flags.DEFINE_integer("attack_rec_rr", None,
+                         "R of the projections inside the attack (default: --rec_rr).")
+    flags.DEFINE_enum("attack_precision", None, PRECISIONS,
+                      "Precision of the generator inside the attack (default: --precision).")
+    flags.DEFINE_enum("pgd_norm", "linf", ("linf", "l2"),
+                      "PGD norm: linf (budget --fgsm_eps) or l2 (budget --pgd_eps_l2).")
+    flags.DEFINE_float("pgd_step_size", None,
+                       "PGD step size (default 2.5 * budget / --pgd_steps, Madry et al.).")
+    flags.DEFINE_integer("pgd_restarts", 1,
+                         "PGD random restarts; per image the worst case (first restart that "
+                         "fools the attacked model, else the last) is kept.")
+    flags.DEFINE_float("pgd_eps_l2", 1.98,
+                       "PGD L2 budget (pixels in [0, 1]). 1.98 = sqrt(0.005 * 784): Athalye et "
+                       "al.'s MNIST Defense-GAN distance 0.005 read as a per-pixel mean square.")
+    flags.DEFINE_integer("latent_iters", 500, "--attack=latent: Adam steps on z.")
+    flags.DEFINE_float("latent_lr", 0.05, "--attack=latent: Adam learning rate on z.")
+    flags.DEFINE_float("latent_c", 1.0,
+                       "--attack=latent: weight c of the classification loss in "
+                       "||G(z) - x||^2 + c * margin.")
+    flags.DEFINE_string("sweep_eps", "",
+                        "Comma-separated budgets in [0, 1] (e.g. 0.05,0.1,0.2,0.3): run the "
+                        "attack once per eps and write sweep.json + sweep.png (accuracy vs eps).")
+    flags.DEFINE_float("unrolled_memory_gib", 16.0,
+                       "--gradient=unrolled: refuse an L whose estimated tape memory exceeds "
+                       "this many GiB (checked before anything is allocated).")
 
     # --- API, export, distribution (issue 17) ------------------------------------------------
 

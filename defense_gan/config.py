@@ -17,9 +17,9 @@ MODES = ("train_gan", "train_classifier", "whitebox", "blackbox", "detect", "exp
 DATASETS = ("mnist", "fashion_mnist", "celeba")
 IMPLEMENTED_DATASETS = ("mnist", "fashion_mnist")
 MODELS = ("A", "B", "C", "D", "E", "F")
-ATTACKS = ("fgsm", "rand_fgsm", "cw", "pgd")
+ATTACKS = ("fgsm", "rand_fgsm", "cw", "pgd", "latent")
 DEFENSES = ("none", "defense_gan", "adv_tr")
-GRADIENTS = ("classifier", "bpda")
+GRADIENTS = ("classifier", "bpda", "unrolled")
 PRECISIONS = ("float32", "bfloat16")
 
 
@@ -78,6 +78,19 @@ class Config:
     # Fashion-MNIST and CelebA (issue 15)
 
     # adaptive attacks (issue 16)
+    eot_samples: int | None = None       # None: plain BPDA with the defender's seed known
+    attack_rec_iters: int | None = None  # None: --rec_iters
+    attack_rec_rr: int | None = None     # None: --rec_rr
+    attack_precision: str | None = None  # None: --precision
+    pgd_norm: str = "linf"
+    pgd_step_size: float | None = None   # None: 2.5 * eps / --pgd_steps (Madry et al.)
+    pgd_restarts: int = 1
+    pgd_eps_l2: float = 1.98             # Athalye et al.'s MNIST budget, see attacks.py
+    latent_iters: int = 500
+    latent_lr: float = 0.05
+    latent_c: float = 1.0
+    sweep_eps: str = ""
+    unrolled_memory_gib: float = 16.0
 
     # API, export, distribution (issue 17)
 
@@ -141,6 +154,7 @@ def validate(cfg: Config) -> Config:
         _check(0.0 <= value <= 1.0, name, f"must be in [0, 1] (pixels are in [0, 1]), got {value}")
     _check(cfg.rand_alpha < cfg.fgsm_eps or cfg.attack != "rand_fgsm", "rand_alpha",
            f"must be smaller than --fgsm_eps ({cfg.fgsm_eps}), got {cfg.rand_alpha}")
+    _validate_adaptive(cfg)
     if cfg.train_dir and cfg.mode.startswith("train"):
         _check(not os.path.exists(cfg.train_dir) or os.path.isdir(cfg.train_dir), "train_dir",
                f"'{cfg.train_dir}' exists and is not a directory")
@@ -150,6 +164,58 @@ def validate(cfg: Config) -> Config:
                f"'{cfg.train_dir}' is inside the shipped checkpoints/; train elsewhere and copy "
                "the export/ folder there")
     return cfg
+
+
+def parse_sweep_eps(text: str) -> list[float]:
+    """'0.05,0.1,0.3' -> [0.05, 0.1, 0.3] (sorted, unique); '' -> []. Every value must be in
+    [0, 1]; else ConfigError naming --sweep_eps."""
+    if not text.strip():
+        return []
+    values = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ConfigError(f"--sweep_eps: '{part.strip()}' is not a number "
+                              "(expected a comma-separated list such as 0.05,0.1,0.3)") from None
+        _check(0.0 <= value <= 1.0, "sweep_eps",
+               f"every eps must be in [0, 1] (pixels are in [0, 1]), got {value}")
+        values.append(value)
+    return sorted(set(values))
+
+
+def _validate_adaptive(cfg: Config) -> None:
+    """The adaptive-attack flags (issue 16)."""
+    _check(cfg.eot_samples is None or cfg.eot_samples >= 1, "eot_samples",
+           f"must be >= 1 (projections averaged per attack step), got {cfg.eot_samples}")
+    for name in ("attack_rec_iters", "attack_rec_rr"):
+        value = getattr(cfg, name)
+        _check(value is None or value >= 1, name, f"must be a positive integer, got {value}")
+    _check(cfg.attack_precision in (None, *PRECISIONS), "attack_precision",
+           f"must be one of {', '.join(PRECISIONS)}, got {cfg.attack_precision}")
+    _check(cfg.pgd_norm in ("linf", "l2"), "pgd_norm",
+           f"must be linf or l2, got {cfg.pgd_norm}")
+    _check(cfg.pgd_restarts >= 1, "pgd_restarts",
+           f"must be a positive integer, got {cfg.pgd_restarts}")
+    _check(cfg.pgd_step_size is None or cfg.pgd_step_size > 0, "pgd_step_size",
+           f"must be > 0, got {cfg.pgd_step_size}")
+    _check(cfg.pgd_eps_l2 >= 0, "pgd_eps_l2", f"must be >= 0, got {cfg.pgd_eps_l2}")
+    budget = cfg.fgsm_eps if cfg.pgd_norm == "linf" else cfg.pgd_eps_l2
+    _check(cfg.pgd_step_size is None or cfg.pgd_step_size <= budget or budget == 0,
+           "pgd_step_size", f"must not exceed the PGD budget ({budget}), got {cfg.pgd_step_size}")
+    for name in ("latent_iters",):
+        _check(getattr(cfg, name) >= 1, name, f"must be a positive integer, got "
+               f"{getattr(cfg, name)}")
+    for name in ("latent_lr", "latent_c", "unrolled_memory_gib"):
+        value = getattr(cfg, name)
+        _check(value > 0 and value == value, name, f"must be > 0, got {value}")
+    parse_sweep_eps(cfg.sweep_eps)
+    needs_gan = cfg.eot_samples is not None or cfg.attack == "latent"
+    _check(not needs_gan or cfg.defense == "defense_gan",
+           "eot_samples" if cfg.eot_samples is not None else "attack",
+           "needs --defense=defense_gan (it attacks the projection)")
+    _check(cfg.eot_samples is None or cfg.gradient == "bpda", "eot_samples",
+           f"averages BPDA gradients: use it with --gradient=bpda, not {cfg.gradient}")
 
 
 def mode_module(mode: str):

@@ -8,6 +8,19 @@ Gradient modes (`--gradient`), i.e. what `attack_model_fn` returns:
   forward pass is the full defense classifier(P(x)); the backward pass treats the projection P
   as the identity, so the gradient is grad_{x'} loss(classifier(x')) evaluated at x' = P(x).
 
+- `bpda` with `eot_samples` K (BPDA + EOT, Athalye et al.): each call of the model draws K
+  projections with fresh seeds and returns their logits [N, K, classes]; the attacks average
+  the loss over the draws (`attacks.eot_loss`), so the gradient is the mean of K BPDA
+  gradients. The seeds are (seed, -(1 + k * 2**16 + i)) for batch k and draw i: the second
+  component is negative, and the defender's are never (its evaluation uses (seed, k) and
+  (seed, k + FRESH_SEED_OFFSET)), so the attacker never sees the restarts it is judged by.
+- `unrolled`: the exact gradient through all L projection steps (`Projector.unrolled`), the
+  attack the release meant to run. Memory grows with L (`projection.unrolled_memory_bytes`).
+
+The attack's projections may be cheaper than the defender's (`attack_projector`, from
+--attack_rec_iters / --attack_rec_rr / --attack_precision); the evaluation always uses
+`projector`.
+
 In the release as shipped the gradient through the unrolled projection vanished, so FGSM
 returned the unperturbed image (its issues #1, #14): its white-box Defense-GAN column is in
 effect the accuracy on reconstructions of clean images (`defended_clean_accuracy` here).
@@ -15,7 +28,8 @@ effect the accuracy on reconstructions of clean images (`defended_clean_accuracy
 
 import tensorflow as tf
 
-GRADIENT_MODES = ("classifier", "bpda")
+GRADIENT_MODES = ("classifier", "bpda", "unrolled")
+EOT_DRAWS_PER_BATCH = 1 << 16  # seeds (draws) one batch's attack may use
 
 
 class DefendedClassifier:
@@ -26,17 +40,42 @@ class DefendedClassifier:
     `logits(x, seed)` -> (logits [B, K], x_rec [B, H, W, C], mse [B]).
     """
 
-    def __init__(self, classifier, projector, seed: int = 0):
+    def __init__(self, classifier, projector, seed: int = 0, attack_projector=None,
+                 eot_samples: int | None = None):
+        """attack_projector: the projection inside the attack (default: `projector`), same
+        batch size. eot_samples: None (BPDA with attack_seed) or K >= 1 (BPDA + EOT)."""
         self.classifier = classifier
         self.projector = projector
+        self.attack_projector = attack_projector or projector
+        if self.attack_projector.settings.batch_size != projector.settings.batch_size:
+            raise ValueError("attack_projector must have the projector's batch size")
+        if eot_samples is not None and eot_samples < 1:
+            raise ValueError(f"--eot_samples: must be >= 1, got {eot_samples}")
+        self.eot_samples = eot_samples
         # Seed of the projection inside the BPDA forward pass; set per batch by the caller.
         self.attack_seed = tf.Variable([seed, 0], dtype=tf.int32, trainable=False)
+        self.draws = tf.Variable(0, dtype=tf.int32, trainable=False)  # EOT draws this batch
         # One known projection (see `remember`).
         shape = [projector.settings.batch_size, *projector.image_shape]
         self._memo_x = tf.Variable(tf.zeros(shape), trainable=False)
         self._memo_rec = tf.Variable(tf.zeros(shape), trainable=False)
         self._memo_seed = tf.Variable([0, 0], dtype=tf.int32, trainable=False)
         self._memo_set = tf.Variable(False, trainable=False)
+
+    def set_attack_seed(self, seed_pair) -> None:
+        """Start a batch: the known-seed BPDA projects with `seed_pair` (seed, k); EOT draws
+        restart from (seed, -(1 + k * 2**16)), so a resumed run draws what an uninterrupted one
+        would."""
+        self.attack_seed.assign(seed_pair)
+        self.draws.assign(0)
+
+    def eot_seeds(self, count: int):
+        """int32 [count, 2]: the next `count` EOT seeds of this batch (see the module doc)."""
+        first = self.draws.assign_add(count) - count
+        tf.debugging.assert_less_equal(first + count, EOT_DRAWS_PER_BATCH,
+                                       message="EOT drew more seeds than a batch may use")
+        offsets = 1 + self.attack_seed[1] * EOT_DRAWS_PER_BATCH + first + tf.range(count)
+        return tf.stack([tf.fill([count], self.attack_seed[0]), -offsets], axis=1)
 
     def remember(self, x, x_rec, seed) -> None:
         """Record that P(x) with `seed` is x_rec (e.g. the cached clean reconstruction), so the
@@ -54,27 +93,51 @@ class DefendedClassifier:
         return self.classifier(x_rec, training=False), x_rec, mse
 
     def attack_model_fn(self, mode: str):
-        """model_fn (x -> logits) whose gradient is what mode `mode` gives the attacker."""
+        """model_fn whose gradient is what mode `mode` gives the attacker: x -> logits
+        [N, classes], or with eot_samples K (bpda only) x -> logits [N, K, classes]."""
         if mode == "classifier":
             return lambda x: self.classifier(x, training=False)
         if mode == "bpda":
-            return self._bpda_logits
+            return self._bpda_logits if self.eot_samples is None else self._eot_logits
+        if mode == "unrolled":
+            return self._unrolled_logits
         raise ValueError(f"--gradient: unknown mode '{mode}' (expected one of "
                          f"{', '.join(GRADIENT_MODES)})")
 
     def _project_for_attack(self, x):
         """P(x) with attack_seed, from the memo when x and the seed are exactly the remembered
-        ones."""
-        if x.shape != self._memo_x.shape:
-            return self.projector(x, self.attack_seed)[0]
+        ones (the memo holds the defender's projection: used only when the attack projects
+        the same way)."""
+        project = self.attack_projector
+        if x.shape != self._memo_x.shape or project is not self.projector:
+            return project(x, self.attack_seed)[0]
         hit = tf.logical_and(
             self._memo_set,
             tf.logical_and(tf.reduce_all(tf.equal(self._memo_seed, self.attack_seed)),
                            tf.reduce_all(tf.equal(x, self._memo_x))))
         return tf.cond(hit, lambda: tf.identity(self._memo_rec),
-                       lambda: self.projector(x, self.attack_seed)[0])
+                       lambda: project(x, self.attack_seed)[0])
+
+    def _bpda(self, x, x_rec):
+        # x + stop_gradient(P(x) - x): forward value P(x), derivative the identity.
+        return self.classifier(x + tf.stop_gradient(x_rec - x), training=False)
 
     def _bpda_logits(self, x):
-        # x + stop_gradient(P(x) - x): forward value P(x), derivative the identity.
-        x_rec = self._project_for_attack(tf.stop_gradient(x))
-        return self.classifier(x + tf.stop_gradient(x_rec - x), training=False)
+        return self._bpda(x, self._project_for_attack(tf.stop_gradient(x)))
+
+    def _eot_logits(self, x):
+        """[N, K, classes]: BPDA logits of K projections with fresh EOT seeds."""
+        seeds = self.eot_seeds(self.eot_samples)
+        x_const = tf.stop_gradient(x)
+        draws = [self._bpda(x, self.attack_projector(x_const, seeds[i])[0])
+                 for i in range(self.eot_samples)]
+        return tf.stack(draws, axis=1)
+
+    def _unrolled_logits(self, x):
+        return self.classifier(self.attack_projector.unrolled(x, self.attack_seed),
+                               training=False)
+
+    def latent_start(self, x):
+        """z0 float32 [N, latent_dim] of x for the latent-space attack: the attack projector's z*
+        with a fresh EOT seed (the defender's restarts stay unknown)."""
+        return self.attack_projector(x, self.eot_seeds(1)[0])[1]

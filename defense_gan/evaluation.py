@@ -22,7 +22,9 @@ The attack's forward passes through the projection use the batch's seed [seed, k
 does pred_adv_defended: the attacker knows the defender's random restarts. An iterative attack
 that keeps only the images that fooled those exact restarts (CW) can fit them; a deployed
 defense draws fresh z0 per input, which pred_adv_defended_fresh_seed measures
-([seed, k + FRESH_SEED_OFFSET]). Neither is an attack on the randomness itself (EOT).
+([seed, k + FRESH_SEED_OFFSET]). With BPDA + EOT (`defense.DefendedClassifier` with
+eot_samples) the attack draws its own seeds, (seed, -(1 + k * 2**16 + i)), so neither (seed, k)
+nor the fresh seed was seen by it: both evaluations are honest.
 """
 
 import hashlib
@@ -169,7 +171,7 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         timing = {"projection_seconds": 0.0, "projected_images": 0, "attack_seconds": 0.0,
                   "cpu": cpu}
         if defended is not None:
-            defended.attack_seed.assign(batch_seed)
+            defended.set_attack_seed(batch_seed)
             t = time.time()
             x_rec_clean, mse_clean, fresh = reconstruct_batch(defended.projector, cache, k, x,
                                                               count, seed)

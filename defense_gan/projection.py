@@ -28,6 +28,13 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+# --gradient=unrolled keeps, per restart and projection step, the generator's activations of the
+# forward pass, of the inner backward pass (the gradient on z) and what the outer backward
+# pass needs of both: UNROLLED_BYTES_PER_ELEMENT bytes per generator activation element
+# (float32): benchmarks/unrolled_memory.py measured 11.6 (peak RSS at L = 5, 10, 20 with 10
+# images x R=5, linear fit; benchmarks/results/unrolled_memory.json), rounded up.
+UNROLLED_BYTES_PER_ELEMENT = 12.0
+
 
 def pad_batch(x: np.ndarray, size: int) -> np.ndarray:
     """Pad a batch of n <= size images to `size` by repeating the last one (fixed shapes)."""
@@ -75,6 +82,28 @@ class ProjectionSettings:
         return key
 
 
+def generator_activation_elements(generator, image_shape) -> int:
+    """Activation elements of one forward pass of the release's generator for one latent
+    vector (the Linear, ConvT, crop and output tensors; networks.Generator with width `dim`)."""
+    dim = int(getattr(generator, "dim", 64))
+    return 64 * dim + 128 * dim + 98 * dim + 196 * dim + int(np.prod(image_shape))
+
+
+def unrolled_memory_bytes(generator, image_shape, batch_size: int, restarts: int,
+                          steps: int) -> float:
+    """Estimated peak memory of differentiating through `steps` projection steps of
+    batch_size x restarts latent vectors (--gradient=unrolled): linear in each factor."""
+    return (UNROLLED_BYTES_PER_ELEMENT * generator_activation_elements(generator, image_shape)
+            * batch_size * restarts * steps)
+
+
+def largest_unrolled_steps(generator, image_shape, batch_size: int, restarts: int,
+                           budget_gib: float) -> int:
+    """The largest L whose unrolled estimate fits in budget_gib GiB (0 if none)."""
+    per_step = unrolled_memory_bytes(generator, image_shape, batch_size, restarts, 1)
+    return int(budget_gib * 2 ** 30 // per_step)
+
+
 class Projector(tf.Module):
     """Projects batches of images onto the range of `generator`.
 
@@ -118,6 +147,32 @@ class Projector(tf.Module):
         _, z, velocity = tf.while_loop(lambda i, *_: i < steps, step,
                                        (tf.constant(0), z, velocity), parallel_iterations=1)
         return z, velocity
+
+    def unrolled(self, x, seed):
+        """P(x) as a differentiable function of x: the same L momentum steps and best restart as
+        __call__ (no early stop), but every step's gradient on z is itself recorded, so an outer
+        GradientTape differentiates x_rec through all L steps (second derivatives of the
+        generator). Memory grows linearly in L (`unrolled_memory_bytes`); the argmin over
+        restarts is piecewise constant and passes no gradient.
+
+        x: float32 [batch_size, H, W, C] in [0, 1]; seed int32 [2].
+        Returns x_rec float32 [batch_size, H, W, C] in [0, 1].
+        """
+        s = self.settings
+        batch, restarts = s.batch_size, s.rec_rr
+        targets = tf.repeat(x, restarts, axis=0)
+        z = tf.random.stateless_normal([batch * restarts, self.latent_dim], seed=seed,
+                                       stddev=1.0 / self.latent_dim ** 0.5)
+        velocity = tf.zeros_like(z)
+        for _ in range(s.rec_iters):  # unrolled in the graph: the outer tape sees every step
+            with tf.GradientTape() as inner:
+                inner.watch(z)
+                loss = tf.reduce_sum(self._restart_mse(z, targets))
+            velocity = s.momentum * velocity + inner.gradient(loss, z)
+            z = z - s.rec_lr * velocity
+        mse = tf.reshape(self._restart_mse(z, targets), [batch, restarts])
+        best = tf.argmin(mse, axis=1, output_type=tf.int32)
+        return self.generator(tf.gather(z, tf.range(batch) * restarts + best), training=False)
 
     def _project_impl(self, x, seed):
         self.traces += 1

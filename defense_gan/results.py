@@ -62,6 +62,8 @@ def summarize(records, defense: str) -> dict:
     undefended_adversarial_accuracy: classifier(x_adv) without projection.
     adversarial_accuracy_fresh_seed: classifier(P(x_adv)) with projection restarts the
       attacker never saw (iterative attacks through BPDA only; else None).
+    mean_l2_changed, mean_l2_sq_changed: mean L2 and mean squared L2 over the images the
+      attack changed (l2 > 0), None if none.
     Each accuracy `<name>` has `<name>_ci95`: its 95% Wilson interval [low, high] over
     num_images (None where the accuracy is None).
     """
@@ -83,6 +85,10 @@ def summarize(records, defense: str) -> dict:
         "mean_mse_adv": _mean(records, "mse_adv"),
         "mean_mse_adv_fresh_seed": _mean(records, "mse_adv_fresh_seed"),
         "changed_fraction": float(np.mean([r["l2"] > 0 for r in records])) if records else None,
+        # Over the changed images only (CW / latent return unchanged images where they fail).
+        "mean_l2_changed": _mean([r for r in records if r["l2"] > 0], "l2"),
+        "mean_l2_sq_changed": (float(np.mean([r["l2"] ** 2 for r in records if r["l2"] > 0]))
+                               if any(r["l2"] > 0 for r in records) else None),
     }
 
 

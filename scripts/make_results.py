@@ -16,6 +16,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from defense_gan import stats  # noqa: E402
 from defense_gan.files import write_text_atomic  # noqa: E402
 
 # Paper Table 4, MNIST: (no attack, no defense, Defense-GAN-Rec, MagNet, Adv.Tr. eps 0.3)
@@ -45,8 +46,15 @@ def paper_clean_rec(attack, model):
 
 
 ATTACK_TITLES = {"fgsm": "FGSM (eps 0.3)", "rand_fgsm": "RAND+FGSM (eps 0.3, alpha 0.05)",
-                 "cw": "CW-L2 (100 iterations, lr 10, c 100, 1 binary-search step)",
-                 "pgd": "PGD L-inf (eps 0.3; not in the paper)"}
+                 "cw": "CW-L2 (100 iterations, lr 10, c 100, 1 binary-search step)"}
+# PGD, the latent-space attack and every run with BPDA + EOT, the unrolled gradient or cheaper
+# attack projections go to the "Adaptive evaluation" section instead of the Table 4 layout.
+ADAPTIVE_ATTACKS = ("pgd", "latent")
+
+# Athalye, Carlini, Wagner (ICML 2018), Table 1 (as in anishathalye/obfuscated-gradients'
+# README): Defense-GAN on MNIST, distance 0.005 (l2, their normalisation), accuracy 55%.
+ATHALYE = {"distance": 0.005, "accuracy": 0.55}
+MNIST_PIXELS = 28 * 28
 
 
 def load_runs(folder):
@@ -57,6 +65,13 @@ def load_runs(folder):
         r["path"] = os.path.relpath(os.path.dirname(path), REPO)
         runs.append(r)
     return runs
+
+
+def is_adaptive(run) -> bool:
+    """Runs of the Adaptive evaluation section (see ADAPTIVE_ATTACKS)."""
+    s = run["settings"]
+    return (s["attack"] in ADAPTIVE_ATTACKS or "attacker_knowledge" in s
+            or s.get("gradient") == "unrolled")
 
 
 def split_by_generator(runs, generator_files: dict):
@@ -71,7 +86,7 @@ def split_by_generator(runs, generator_files: dict):
 
 def pick(runs, model, attack, defense, gradient=None):
     """The run with the most images for this cell (ties: the newest)."""
-    cands = [r for r in runs if r["settings"]["model"] == model
+    cands = [r for r in runs if not is_adaptive(r) and r["settings"]["model"] == model
              and r["settings"]["attack"] == attack and r["settings"]["defense"] == defense
              and (gradient is None or r["settings"]["gradient"] == gradient)
              and r["settings"].get("precision", "float32") == "float32"]
@@ -80,18 +95,29 @@ def pick(runs, model, attack, defense, gradient=None):
     return max(cands, key=lambda r: (r["metrics"]["num_images"], r.get("written", "")))
 
 
+def accuracy_text(run, key):
+    """'0.470 [0.439, 0.501] n=1000': a run's accuracy `key` with its 95% Wilson interval and
+    sample size, or '·' (no run / no such accuracy). The count is exact: accuracy * n."""
+    value = None if run is None else run["metrics"].get(key)
+    if value is None:
+        return "·"
+    n = run["metrics"]["num_images"]
+    low, high = stats.wilson_interval(int(round(value * n)), n)
+    return f"{value:.3f} [{low:.3f}, {high:.3f}] n={n}"
+
+
 def cell(run, key, paper=None, tag=""):
-    ours = "·" if run is None or run["metrics"].get(key) is None else \
-        f"{run['metrics'][key]:.3f}"
+    ours = accuracy_text(run, key)
     return ours if paper is None else f"{ours} ({paper:.3f}{' ' + tag if tag else ''})"
 
 
 def bpda_cell(run):
     """The DG, BPDA cell: `known / fresh` when the run also projected the adversarial images
     with restarts the attacker never saw (iterative attacks), else the plain accuracy."""
-    fresh = None if run is None else run["metrics"].get("adversarial_accuracy_fresh_seed")
     plain = cell(run, "adversarial_accuracy")
-    return plain if fresh is None else f"{plain} / {fresh:.3f} fresh"
+    if run is None or run["metrics"].get("adversarial_accuracy_fresh_seed") is None:
+        return plain
+    return f"{plain} / {accuracy_text(run, 'adversarial_accuracy_fresh_seed')} fresh"
 
 
 def n_of(*runs):
@@ -179,12 +205,144 @@ def examples(runs, model="A"):
             "", *out]
 
 
-def build(runs, stale=()):
+def load_sweeps(folder):
+    """Every <folder>/<run>/sweep.json (written by whitebox --sweep_eps), with its path."""
+    sweeps = []
+    for path in sorted(glob.glob(os.path.join(folder, "*", "sweep.json"))):
+        with open(path) as f:
+            sweep = json.load(f)
+        sweep["path"] = os.path.relpath(os.path.dirname(path), REPO)
+        sweeps.append(sweep)
+    return sweeps
+
+
+def budget_text(settings):
+    a = settings["attack_settings"]
+    if settings["attack"] == "pgd":
+        restarts = a.get("restarts", 1)
+        return (f"{a['norm']} {a['eps']:g}, {a['nb_iter']} steps of {a['eps_iter']:.3g}"
+                + (f", {restarts} restarts" if restarts > 1 else ""))
+    if settings["attack"] == "latent":
+        return f"unbounded, {a['iterations']} Adam steps, c {a['c']:g}"
+    return a.get("norm", "") + (f" {a['eps']:g}" if "eps" in a else "")
+
+
+def gradient_text(settings):
+    if settings["defense"] != "defense_gan":
+        return "exact"
+    if settings["attack"] == "latent":
+        return "latent search"
+    text = settings["gradient"]
+    if settings.get("eot_samples"):
+        text += f" + EOT {settings['eot_samples']}"
+    known = settings.get("attacker_knowledge", {}).get("attack_projection")
+    if known and (known["rec_iters"], known["rec_rr"]) != (settings["rec_iters"],
+                                                           settings["rec_rr"]):
+        text += (f" (attack projects at L={known['rec_iters']}, R={known['rec_rr']}"
+                 f"{', bf16' if known['precision'] == 'bfloat16' else ''})")
+    return text
+
+
+def adaptive_section(all_runs, sweeps, curves_dir=None):
+    """Markdown lines of the "Adaptive evaluation" section: every adaptive run, each beside the
+    same model's FGSM-through-BPDA cell (the strongest single-step number of the tables
+    above) and the paper's protocol (DG clean rec.), plus the latent attack beside Athalye et
+    al.'s number, plus the robust-accuracy curves (PNG written to `curves_dir`)."""
+    runs = [r for r in all_runs if is_adaptive(r)]
+    if not runs and not sweeps:
+        return []
+    lines = ["## Adaptive evaluation", "",
+             "Iterative attacks through the defense (issue 16). Every Defense-GAN accuracy here "
+             "is measured with the faithful projection (L=200, R=10, float32) unless the row "
+             "says otherwise; `unseen seed` is the accuracy with projection restarts the attack "
+             "never saw (with BPDA + EOT the attack draws its own restarts, so both columns are "
+             "unseen-seed numbers; without EOT the first column let the attacker know the "
+             "defender's restarts). Single-step numbers (FGSM) are upper bounds on robustness; "
+             "so is every row here: a stronger attack can only lower them.", ""]
+    if runs:
+        lines += ["| model | attack | budget | defense | attacker's gradient | images | "
+                  "accuracy | unseen seed | mean L2 | FGSM through BPDA | DG clean rec. "
+                  "(paper protocol) | run |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        key = lambda r: (r["settings"]["model"], r["settings"]["attack"],  # noqa: E731
+                         r["settings"]["defense"], r["path"])
+        for r in sorted(runs, key=key):
+            st = r["settings"]
+            fgsm = pick(all_runs, st["model"], "fgsm", "defense_gan", "bpda")
+            rec = (pick(all_runs, st["model"], "fgsm", "defense_gan", "classifier") or fgsm)
+            gan = st["defense"] == "defense_gan"
+            lines.append(
+                f"| {st['model']} | {st['attack']} | {budget_text(st)} | {st['defense']} | "
+                f"{gradient_text(st)} | {r['metrics']['num_images']} | "
+                f"{accuracy_text(r, 'adversarial_accuracy')} | "
+                f"{accuracy_text(r, 'adversarial_accuracy_fresh_seed') if gan else '-'} | "
+                f"{r['metrics']['mean_l2']:.2f} | "
+                f"{accuracy_text(fgsm, 'adversarial_accuracy') if gan else '-'} | "
+                f"{accuracy_text(rec, 'defended_clean_accuracy') if gan else '-'} | "
+                f"`{r['path']}` |")
+        lines.append("")
+    latent = [r for r in runs if r["settings"]["attack"] == "latent"]
+    if latent:
+        lines += ["### Latent-space attack beside Athalye et al.", "",
+                  f"Athalye, Carlini and Wagner (ICML 2018, Table 1): Defense-GAN on MNIST at "
+                  f"distance {ATHALYE['distance']} (l2, their normalisation), accuracy "
+                  f"{ATHALYE['accuracy']:.0%}, i.e. {1 - ATHALYE['accuracy']:.0%} success. "
+                  "Their notebook's example reports the raw L2 ||G(z) - x||_2 (3.10 for test "
+                  "image 0, i.e. a per-pixel mean square of 0.0123), which fits 0.005 read as "
+                  "a per-pixel mean square (raw L2 about 1.98) and not as a root mean square "
+                  "(raw L2 0.14); we give all three.", "",
+                  "| model | images | G(z) misclassified (found) | defense fooled, unseen seed "
+                  "| mean L2 of found | mean sq. L2 / pixel | RMS / pixel |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in latent:
+            m = r["metrics"]
+            n = m["num_images"]
+            found = m.get("changed_fraction") or 0.0
+            fresh = m.get("adversarial_accuracy_fresh_seed")
+            fooled = "·" if fresh is None else (
+                f"{1 - fresh:.3f} [{stats.wilson_interval(round((1 - fresh) * n), n)[0]:.3f}, "
+                f"{stats.wilson_interval(round((1 - fresh) * n), n)[1]:.3f}] n={n}")
+            sq = m.get("mean_l2_sq_changed")
+            l2 = m.get("mean_l2_changed")
+            lines.append(
+                f"| {r['settings']['model']} | {n} | {found:.3f} | {fooled} | "
+                f"{'·' if l2 is None else f'{l2:.2f}'} | "
+                f"{'·' if sq is None else f'{sq / MNIST_PIXELS:.4f}'} | "
+                f"{'·' if sq is None else f'{(sq / MNIST_PIXELS) ** 0.5:.4f}'} |")
+        lines.append("")
+    if sweeps:
+        lines += ["### Robust-accuracy curves", "",
+                  "Accuracy vs eps (`--sweep_eps`), 95% Wilson bands:", ""]
+        groups = {}
+        for sw in sweeps:
+            groups.setdefault((sw["model"], sw["attack"], sw["norm"]), []).append(sw)
+        for (model, attack, norm), group in sorted(groups.items()):
+            name = f"curves_{model}_{attack}_{norm}.png"
+            if curves_dir:
+                from defense_gan import plots
+                plots.plot_curves(os.path.join(curves_dir, name), group,
+                                  f"MNIST, model {model}, {attack} ({norm})")
+            rel = os.path.relpath(os.path.join(curves_dir or "", name), REPO) \
+                if curves_dir else name
+            lines += [f"![accuracy vs eps, model {model}, {attack}]({rel})", ""]
+            lines += ["| curve | " + " | ".join(f"eps {p['eps']:g}" for p in sorted(
+                group[0]["points"], key=lambda p: p["eps"])) + " |",
+                "|---|" + "---|" * len(group[0]["points"])]
+            for sw in group:
+                pts = sorted(sw["points"], key=lambda p: p["eps"])
+                lines.append(f"| {sw['label']} | " + " | ".join(
+                    f"{p['adversarial_accuracy']:.3f} n={p['num_images']}" for p in pts) + " |")
+            lines.append("")
+    return lines
+
+
+def build(runs, stale=(), sweeps=(), curves_dir=None):
     lines = [
         "# Results: white-box MNIST (paper Table 4 layout)", "",
         "Generated by `python scripts/make_results.py` from the `results.json` of each run under",
         "`results/mnist/whitebox/` (the command of every run is listed below the tables).",
-        "Cells read `ours (paper)`; `·` is a run not done yet. Defense-GAN at L=200, R=10.", "",
+        "Cells read `ours [95% Wilson interval] n=images (paper)`; `·` is a run not done yet.",
+        "Defense-GAN at L=200, R=10.", "",
         "Columns:",
         "- **No attack**: the undefended classifier on clean test images.",
         "- **No defense**: the classifier on adversarial images computed with its own gradient.",
@@ -245,6 +403,7 @@ def build(runs, stale=()):
                             c["sha256"].get("weights.data-00000-of-00001", "")[:12])
         lines.append("")
     lines += reading(runs)
+    lines += adaptive_section(runs, list(sweeps), curves_dir)
     lines += examples(runs)
     lines += ["## Checkpoints used", "",
               "| checkpoint | generator iterations, sha256 of the weights (first 12) |", "|---|---|"]
@@ -319,7 +478,7 @@ def main():
     except (OSError, ValueError, KeyError) as err:
         sys.exit(f"error: --gan_dir: cannot read '{manifest}' ({err})")
     runs, stale = split_by_generator(load_runs(args.runs), generator_files)
-    write_text_atomic(args.out, build(runs, stale))
+    write_text_atomic(args.out, build(runs, stale, load_sweeps(args.runs), args.runs))
     print(f"wrote {args.out} from {len(runs)} runs ({len(stale)} left out: other generator)")
 
 

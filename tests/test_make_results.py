@@ -63,7 +63,8 @@ def test_model_f_is_compared_with_the_papers_defense_gan_orig_and_a_with_rec():
     f_run["settings"]["model"] = "F"
     rows = [x for x in make_results.build([run("defense_gan", SHIPPED), f_run]).splitlines()
             if x.startswith("| A | 10 |") or x.startswith("| F | 10 |")]
-    assert "| 0.900 (0.988 Rec) |" in rows[0] and "| 0.900 (0.971 Orig) |" in rows[1]
+    assert "| 0.900 [0.596, 0.982] n=10 (0.988 Rec) |" in rows[0]
+    assert "| 0.900 [0.596, 0.982] n=10 (0.971 Orig) |" in rows[1]
 
 
 def test_a_cw_bpda_cell_shows_the_known_seed_and_the_fresh_seed_accuracy():
@@ -71,14 +72,14 @@ def test_a_cw_bpda_cell_shows_the_known_seed_and_the_fresh_seed_accuracy():
     cw["settings"].update(attack="cw", gradient="bpda")
     cw["metrics"]["adversarial_accuracy_fresh_seed"] = 0.42
     row = next(x for x in make_results.build([cw]).splitlines() if x.startswith("| A | 10 |"))
-    assert "| 0.000 / 0.420 fresh |" in row
+    assert "| 0.000 [0.000, 0.278] n=10 / 0.420 [0.168, 0.687] n=10 fresh |" in row
     reading = next(x for x in make_results.build([cw]).splitlines() if x.startswith("- **CW"))
     assert "through BPDA 0.000 (models A; the same adversarial images projected with " \
         "restarts the attack never saw 0.420)" in reading
-    plain = run("defense_gan", SHIPPED, accuracy=0.25)
+    plain = run("defense_gan", SHIPPED, accuracy=0.2)
     plain["settings"]["gradient"] = "bpda"
     row = next(x for x in make_results.build([plain]).splitlines() if x.startswith("| A | 10 |"))
-    assert "| 0.250 |" in row and "fresh" not in row
+    assert "| 0.200 [0.057, 0.510] n=10 |" in row and "fresh" not in row
 
 
 def test_examples_embed_the_bpda_grid_of_model_a_when_its_png_exists(tmp_path):
@@ -93,3 +94,55 @@ def test_examples_embed_the_bpda_grid_of_model_a_when_its_png_exists(tmp_path):
     assert "classifier_run/examples.png" not in text
     assert "## Examples" not in make_results.build([run("defense_gan", SHIPPED,
                                                         path=str(without_png))])
+
+
+def test_every_accuracy_cell_shows_its_wilson_interval_and_sample_size():
+    from defense_gan import stats
+    r = run("none", accuracy=0.3)
+    low, high = stats.wilson_interval(3, 10)
+    row = next(x for x in make_results.build([r]).splitlines() if x.startswith("| A | 10 |"))
+    assert f"| 0.300 [{low:.3f}, {high:.3f}] n=10 (0.217) |" in row
+
+
+def adaptive_run(attack="pgd", accuracy=0.1, fresh=0.2, **settings):
+    r = run("defense_gan", SHIPPED, accuracy=accuracy, path=f"{attack}_run")
+    r["settings"].update(attack=attack, gradient="bpda", rec_iters=200, rec_rr=10,
+                         eot_samples=1, attacker_knowledge={"attack_projection": {
+                             "rec_iters": 50, "rec_rr": 2, "precision": "bfloat16"}},
+                         attack_settings={"norm": "linf", "eps": 0.3, "nb_iter": 40,
+                                          "eps_iter": 0.01875, "restarts": 1,
+                                          "iterations": 500, "c": 1.0}, **settings)
+    r["metrics"].update(adversarial_accuracy_fresh_seed=fresh, changed_fraction=0.6,
+                        mean_l2_changed=2.0, mean_l2_sq_changed=4.0)
+    return r
+
+
+def test_adaptive_runs_leave_the_table_4_layout_and_sit_beside_the_fgsm_bpda_cell():
+    fgsm = run("defense_gan", SHIPPED, accuracy=0.51)
+    fgsm["settings"]["gradient"] = "bpda"
+    text = make_results.build([fgsm, adaptive_run()])
+    section = text[text.index("## Adaptive evaluation"):]
+    row = next(x for x in section.splitlines() if x.startswith("| A | pgd |"))
+    assert "bpda + EOT 1 (attack projects at L=50, R=2, bf16)" in row
+    assert "| 0.100 [0.018, 0.404] n=10 | 0.200 [0.057, 0.510] n=10 |" in row
+    assert "| 0.510 [0.237, 0.763] n=10 |" in row  # the FGSM-through-BPDA cell beside it
+    assert "## PGD" not in text and "pgd_run" not in text[:text.index("## Adaptive")]
+
+
+def test_the_latent_attack_is_shown_beside_athalyes_number_in_three_normalisations():
+    text = make_results.build([adaptive_run("latent", accuracy=0.4, fresh=0.45)])
+    assert "accuracy 55%, i.e. 45% success" in text
+    row = next(x for x in text.splitlines() if x.startswith("| A | 10 | 0.600 |"))
+    assert "| 0.550 [" in row and f"| 2.00 | {4 / 784:.4f} | {(4 / 784) ** 0.5:.4f} |" in row
+
+
+def test_sweeps_become_a_curve_png_and_a_table(tmp_path):
+    points = [{"eps": e, "adversarial_accuracy": a, "num_images": 10,
+               "adversarial_accuracy_ci95": [max(0, a - 0.1), min(1, a + 0.1)]}
+              for e, a in ((0.1, 0.8), (0.3, 0.2))]
+    sweep = {"model": "A", "attack": "pgd", "norm": "linf", "label": "no defense",
+             "points": points}
+    text = make_results.build([run("none")], (), [sweep], str(tmp_path))
+    png = tmp_path / "curves_A_pgd_linf.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| no defense | 0.800 n=10 | 0.200 n=10 |" in text

@@ -5,6 +5,13 @@ projection then the plain classifier, with the attacker's gradient chosen by --g
 Writes results.json, per-batch records, examples.png into the run's folder (default
 results/<dataset>/whitebox/<run>) and rebuilds the table index.md beside it (one row per run
 folder; untracked, RESULTS.md is the curated table).
+
+Adaptive attacks (issue 16): --eot_samples (BPDA + EOT), --gradient=unrolled, PGD L-inf/L2
+with restarts, --attack=latent; the attack's own projections may be cheaper
+(--attack_rec_iters/--attack_rec_rr/--attack_precision) while the evaluation keeps the flags'
+projection, and results.json's `attacker_knowledge` says what the attacker knew.
+--sweep_eps runs the attack once per budget (sub-folders eps<e>/) and writes sweep.json and
+sweep.png (accuracy vs eps) in the run folder.
 """
 
 import dataclasses
@@ -12,28 +19,147 @@ import os
 import shlex
 import sys
 
-from defense_gan import (attacks, classifiers, data, evaluation, files, gan, hardware,
+from defense_gan import (attacks, classifiers, data, evaluation, files, gan, hardware, plots,
                          projection, results)
 from defense_gan.checkpoints import environment
 from defense_gan.config import REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
 
 
-ITERATIVE_ATTACKS = ("cw", "pgd")
+ITERATIVE_ATTACKS = ("cw", "pgd", "latent")
 
 
 def run_name(cfg: Config) -> str:
+    """The default run folder name; settings at their defaults add nothing, so the names of
+    runs made before an option existed are unchanged."""
     name = f"{cfg.model}_{cfg.defense}"
     if cfg.defense == "defense_gan":
-        name += f"_{cfg.gradient}_L{cfg.rec_iters}_R{cfg.rec_rr}"
+        name += f"_{cfg.gradient}"
+        if cfg.eot_samples is not None:
+            name += f"_eot{cfg.eot_samples}"
+        name += f"_L{cfg.rec_iters}_R{cfg.rec_rr}"
         if cfg.rec_prune_at:
             name += f"_prune{cfg.rec_prune_at:g}k{cfg.rec_keep}"
-    eps = "" if cfg.attack == "cw" else f"_eps{cfg.fgsm_eps:g}"
+        attack_proj = attack_projection(cfg)
+        if attack_proj != (cfg.rec_iters, cfg.rec_rr, cfg.precision):
+            name += f"_atkL{attack_proj[0]}R{attack_proj[1]}" + (
+                "bf16" if attack_proj[2] == "bfloat16" else "")
+    if cfg.attack in ("cw", "latent"):
+        eps = ""
+    elif cfg.attack == "pgd" and cfg.pgd_norm == "l2":
+        eps = f"_l2eps{cfg.pgd_eps_l2:g}"
+    else:
+        eps = f"_eps{cfg.fgsm_eps:g}"
+    if cfg.attack == "pgd":
+        if cfg.pgd_steps != 40 or cfg.pgd_step_size is not None:
+            eps += f"_steps{cfg.pgd_steps}" + (
+                "" if cfg.pgd_step_size is None else f"_step{cfg.pgd_step_size:g}")
+        if cfg.pgd_restarts != 1:
+            eps += f"_restarts{cfg.pgd_restarts}"
+    if cfg.sweep_eps:
+        eps = "_sweep"
     return f"{name}_{cfg.attack}{eps}_n{cfg.num_tests}" + (
         "_bf16" if cfg.precision == "bfloat16" else "")
 
 
+def attack_projection(cfg: Config) -> tuple:
+    """(L, R, precision) of the projections inside the attack."""
+    return (cfg.attack_rec_iters or cfg.rec_iters, cfg.attack_rec_rr or cfg.rec_rr,
+            cfg.attack_precision or cfg.precision)
+
+
+def attacker_knowledge(cfg: Config, attack_proj: tuple, evaluated: tuple) -> dict:
+    """What the attacker knew, in words and settings, for results.json."""
+    gradient = cfg.gradient if cfg.defense == "defense_gan" else "exact"
+    out = {"gradient": gradient, "classifier_weights": True}
+    if cfg.defense != "defense_gan":
+        out["summary"] = "the evaluated classifier and its exact gradient (no projection)"
+        return out
+    out.update(generator_weights=True, attack_projection={
+        "rec_iters": attack_proj[0], "rec_rr": attack_proj[1], "precision": attack_proj[2]},
+        evaluated_projection={"rec_iters": evaluated[0], "rec_rr": evaluated[1],
+                              "precision": evaluated[2]})
+    if cfg.attack == "latent":
+        out["projection_seeds"] = ("none of the defender's: z0 from the attack projection with "
+                                   "a seed (seed, -(1 + k * 2**16)) the evaluation never uses")
+        out["summary"] = ("generator and classifier; searches z directly (no gradient through "
+                          "the projection); the defender's restarts unknown")
+    elif cfg.gradient == "classifier":
+        out["projection_seeds"] = "not used: the attack ignores the projection"
+        out["summary"] = "the undefended classifier's gradient only"
+    elif cfg.eot_samples is not None:
+        out["projection_seeds"] = (f"{cfg.eot_samples} fresh draws per attack step, seeds "
+                                   "(seed, -(1 + k * 2**16 + i)); the defender's evaluation "
+                                   "seeds (seed, k) and (seed, k + 2**20) were never used")
+        out["summary"] = (f"BPDA + EOT over {cfg.eot_samples} projections per step; the "
+                          "defender's restarts unknown, so adversarial_accuracy and "
+                          "adversarial_accuracy_fresh_seed are both unseen-seed accuracies")
+    else:
+        out["projection_seeds"] = ("the defender's own seed (seed, k) of each batch: the "
+                                   "attacker knew the restarts of adversarial_accuracy; "
+                                   "adversarial_accuracy_fresh_seed uses restarts it never saw"
+                                   if cfg.attack in ITERATIVE_ATTACKS else
+                                   "the defender's own seed (seed, k) of each batch")
+        out["summary"] = (("exact gradient through all L projection steps"
+                           if cfg.gradient == "unrolled" else
+                           "BPDA (identity backward through the projection)") +
+                          " with the defender's restarts known")
+    if attack_proj != evaluated:
+        out["summary"] += ("; the attack's projections were cheaper than the evaluated one "
+                           f"(L={attack_proj[0]}, R={attack_proj[1]}, {attack_proj[2]})")
+    return out
+
+
 def run(cfg: Config) -> None:
+    if cfg.sweep_eps:
+        return run_sweep(cfg)
+    run_one(cfg)
+
+
+def sweep_configs(cfg: Config, results_dir: str) -> list:
+    """(eps, Config) per budget of --sweep_eps: fgsm_eps, or pgd_eps_l2 for PGD L2; each run
+    in <results_dir>/eps<eps>."""
+    from defense_gan.config import parse_sweep_eps
+    values = parse_sweep_eps(cfg.sweep_eps)
+    if cfg.attack in ("cw", "latent"):
+        raise ConfigError(f"--sweep_eps: --attack={cfg.attack} has no budget to sweep")
+    if cfg.attack == "rand_fgsm" and min(values) <= cfg.rand_alpha:
+        raise ConfigError(f"--sweep_eps: every eps must exceed --rand_alpha ({cfg.rand_alpha}) "
+                          f"for rand_fgsm, got {min(values)}")
+    field = "pgd_eps_l2" if cfg.attack == "pgd" and cfg.pgd_norm == "l2" else "fgsm_eps"
+    return [(e, dataclasses.replace(cfg, sweep_eps="", **{field: e},
+                                    results_dir=os.path.join(results_dir, f"eps{e:g}")))
+            for e in values]
+
+
+def run_sweep(cfg: Config) -> None:
+    """Accuracy vs eps: one run per budget, then sweep.json and sweep.png in the run folder."""
+    results_dir = os.path.abspath(cfg.results_dir or os.path.join(
+        REPO_ROOT, "results", cfg.dataset, "whitebox", run_name(cfg)))
+    configs = sweep_configs(cfg, results_dir)  # validates before anything is written
+    problem = files.writable_dir_problem(results_dir)
+    if problem:
+        raise ConfigError(f"--results_dir: '{results_dir}' {problem}")
+    points = []
+    for eps, sub in configs:
+        print(f"[whitebox] sweep: eps {eps:g}", flush=True)
+        run_one(sub)
+        points.append({"eps": eps, **results.load(sub.results_dir)["metrics"]})
+    label = plots.curve_label(dataclasses.asdict(cfg))
+    sweep = {"norm": "l2" if cfg.attack == "pgd" and cfg.pgd_norm == "l2" else "linf",
+             "label": label, "attack": cfg.attack, "model": cfg.model, "defense": cfg.defense,
+             "gradient": cfg.gradient if cfg.defense == "defense_gan" else None,
+             "eot_samples": cfg.eot_samples, "points": points,
+             "command": "python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+             "flags": dataclasses.asdict(cfg)}
+    files.write_json_atomic(os.path.join(results_dir, "sweep.json"), sweep)
+    plots.plot_curves(os.path.join(results_dir, "sweep.png"), [sweep],
+                        f"model {cfg.model}, {cfg.attack}")
+    print(f"[whitebox] wrote {results_dir}/sweep.json and sweep.png: " + ", ".join(
+        f"eps {p['eps']:g}: {p['adversarial_accuracy']:.3f}" for p in points), flush=True)
+
+
+def run_one(cfg: Config) -> None:
     splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir)
     if cfg.num_tests > len(splits.x_test):
         raise ConfigError(f"--num_tests: {cfg.num_tests} exceeds the {len(splits.x_test)} "
@@ -47,6 +173,8 @@ def run(cfg: Config) -> None:
     defended, cache = None, None
     model_fn = lambda x: classifier(x, training=False)  # noqa: E731
     precision = cfg.precision
+    attack_proj = evaluated = None
+    latent = None
     if cfg.defense == "defense_gan":
         precision = hardware.resolve_precision(cfg.precision)  # float32 where bf16 is emulated
         generator, g_manifest = gan.load_generator(cfg.resolved_gan_dir(), cfg.dataset,
@@ -58,29 +186,57 @@ def run(cfg: Config) -> None:
                                                  batch_size=cfg.eval_batch_size,
                                                  rec_prune_at=cfg.rec_prune_at,
                                                  rec_keep=cfg.rec_keep)
-        projector = projection.Projector(generator, splits.image_shape,
-                                         int(g_manifest.get("latent_dim", 128)), settings)
-        defended = DefendedClassifier(classifier, projector, cfg.seed)
+        latent_dim = int(g_manifest.get("latent_dim", 128))
+        projector = projection.Projector(generator, splits.image_shape, latent_dim, settings)
+        evaluated = (cfg.rec_iters, cfg.rec_rr, precision)
+        a_iters, a_rr, a_precision = attack_projection(cfg)
+        a_precision = (precision if cfg.attack_precision is None
+                       else hardware.resolve_precision(a_precision))
+        attack_proj = (a_iters, a_rr, a_precision)
+        attack_projector = projector
+        if attack_proj != evaluated:
+            a_generator = generator if a_precision == precision else gan.load_generator(
+                cfg.resolved_gan_dir(), cfg.dataset, a_precision)[0]
+            a_settings = dataclasses.replace(settings, rec_iters=a_iters, rec_rr=a_rr,
+                                             rec_prune_at=0.0)
+            attack_projector = projection.Projector(a_generator, splits.image_shape,
+                                                    latent_dim, a_settings)
+        if cfg.gradient == "unrolled" and cfg.attack != "latent":
+            check_unrolled_memory(cfg, attack_projector, splits.image_shape)
+        defended = DefendedClassifier(classifier, projector, cfg.seed,
+                                      attack_projector=attack_projector,
+                                      eot_samples=cfg.eot_samples)
         model_fn = defended.attack_model_fn(cfg.gradient)
+        if cfg.attack == "latent":
+            latent = (attacks.LatentAttack(attack_projector.generator, classifier,
+                                           iters=cfg.latent_iters, lr=cfg.latent_lr,
+                                           c=cfg.latent_c), defended.latent_start)
         cache = evaluation.clean_cache(os.path.dirname(results_dir), g_manifest, settings,
                                        cfg.seed, precision)
-    attack = attacks.make_attack(cfg.attack, model_fn, eps=cfg.fgsm_eps, alpha=cfg.rand_alpha,
-                                 pgd_steps=cfg.pgd_steps, cw_iters=cfg.cw_iters,
-                                 cw_lr=cfg.cw_lr, cw_c=cfg.cw_c, seed=cfg.seed)
+    attack_kwargs = dict(eps=cfg.fgsm_eps, alpha=cfg.rand_alpha, pgd_steps=cfg.pgd_steps,
+                         pgd_norm=cfg.pgd_norm, pgd_step_size=cfg.pgd_step_size,
+                         pgd_restarts=cfg.pgd_restarts, pgd_eps_l2=cfg.pgd_eps_l2,
+                         cw_iters=cfg.cw_iters, cw_lr=cfg.cw_lr, cw_c=cfg.cw_c,
+                         latent_iters=cfg.latent_iters, latent_lr=cfg.latent_lr,
+                         latent_c=cfg.latent_c, seed=cfg.seed)
+    attack = attacks.make_attack(cfg.attack, model_fn, latent=latent, **attack_kwargs)
     run_settings = {
         "model": cfg.model, "attack": cfg.attack, "defense": cfg.defense,
         "gradient": cfg.gradient, "num_tests": cfg.num_tests, "seed": cfg.seed,
         "batch_size": cfg.eval_batch_size, "precision": precision,
-        "attack_settings": attacks.describe(
-            cfg.attack, eps=cfg.fgsm_eps, alpha=cfg.rand_alpha, pgd_steps=cfg.pgd_steps,
-            cw_iters=cfg.cw_iters, cw_lr=cfg.cw_lr, cw_c=cfg.cw_c, seed=cfg.seed),
+        "attack_settings": attack.settings,
         "rec_iters": cfg.rec_iters, "rec_rr": cfg.rec_rr, "rec_lr": cfg.rec_lr,
         "checkpoints": checkpoints_used}
     if cfg.rec_prune_at:
         run_settings.update(rec_prune_at=cfg.rec_prune_at, rec_keep=cfg.rec_keep)
+    if cfg.defense == "defense_gan" and (attack_proj != evaluated or cfg.eot_samples
+                                         or cfg.gradient == "unrolled" or cfg.attack == "latent"):
+        # Only adaptive runs carry the new keys, so older runs' fingerprints stay valid.
+        run_settings["attacker_knowledge"] = attacker_knowledge(cfg, attack_proj, evaluated)
+        run_settings["eot_samples"] = cfg.eot_samples
     # Iterative attacks through BPDA see the defender's restarts at every step and can fit
     # them: their runs also report P(x_adv) under restarts the attacker never saw.
-    fresh_seed = (cfg.defense == "defense_gan" and cfg.gradient == "bpda"
+    fresh_seed = (cfg.defense == "defense_gan" and cfg.gradient != "classifier"
                   and cfg.attack in ITERATIVE_ATTACKS)
     if fresh_seed:
         run_settings["fresh_seed_check"] = True
@@ -110,7 +266,12 @@ def run(cfg: Config) -> None:
         return
     rate = (stats["projected_images"] / stats["projection_seconds"]
             if stats["projection_seconds"] else None)
+    if cfg.defense == "defense_gan":
+        result_knowledge = attacker_knowledge(cfg, attack_proj, evaluated)
+    else:
+        result_knowledge = attacker_knowledge(cfg, None, None)
     result = {"settings": run_settings, "metrics": metrics, "images_per_second": rate,
+              "attacker_knowledge": result_knowledge,
               "timing": stats, "gradient_mode": gradient,  # timing: all batches, resumed too
               "command": "python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
               "flags": dataclasses.asdict(cfg)}
@@ -124,3 +285,22 @@ def run(cfg: Config) -> None:
         print(f"[whitebox] projection: {rate:.2f} images/s (L={cfg.rec_iters}, "
               f"R={cfg.rec_rr})", flush=True)
     print(f"[whitebox] wrote {results_dir}/results.json", flush=True)
+
+
+def check_unrolled_memory(cfg: Config, attack_projector, image_shape) -> None:
+    """Refuse, before anything is allocated, an unrolled L whose tape would not fit in
+    --unrolled_memory_gib (estimate: projection.unrolled_memory_bytes)."""
+    st = attack_projector.settings
+    need = projection.unrolled_memory_bytes(attack_projector.generator, image_shape,
+                                            st.batch_size, st.rec_rr, st.rec_iters)
+    if need > cfg.unrolled_memory_gib * 2 ** 30:
+        fits = projection.largest_unrolled_steps(attack_projector.generator, image_shape,
+                                                 st.batch_size, st.rec_rr,
+                                                 cfg.unrolled_memory_gib)
+        flag = "attack_rec_iters" if cfg.attack_rec_iters else "rec_iters"
+        raise ConfigError(
+            f"--{flag}: --gradient=unrolled through L={st.rec_iters} steps of "
+            f"{st.batch_size} images x R={st.rec_rr} needs about {need / 2 ** 30:.1f} GiB, "
+            f"more than --unrolled_memory_gib={cfg.unrolled_memory_gib:g}; the largest L that "
+            f"fits is {fits} (use --attack_rec_iters, a smaller --eval_batch_size or "
+            f"--attack_rec_rr)")
