@@ -1,11 +1,12 @@
 """White-box attacks: thin wrappers over CleverHans 4.0.0 (TF2), plus a working CW-L2.
 
-A `model_fn` is any callable: x float32 [N, H, W, C] in [0, 1] -> logits float32 [N, 10]. It
+A `model_fn` is any callable: x float32 [N, H, W, C] in [0, 1] -> logits float32 [N, K]. It
 may be a `tf.custom_gradient` function (e.g. Defense-GAN with a BPDA backward pass); attacks
 only differentiate it inside a GradientTape, as CleverHans does.
 
-Every attack casts its input to float32, checks it is in [0, 1] and returns a float32
-tf.Tensor of the same shape, clipped to [0, 1]. Labels `y` are int class indices [N]; when `y`
+Every attack casts its input to float32, checks it is in [clip_min, clip_max] (default
+[0, 1]; the data set's pixel range, CelebA [-1, 1]) and returns a float32 tf.Tensor of the same
+shape, clipped to that range. Labels `y` are int class indices [N]; when `y`
 is None the label is the model's prediction (CleverHans' default, as in the original release).
 
 FGSM and PGD are CleverHans' `fast_gradient_method` / `projected_gradient_descent`. CleverHans'
@@ -31,19 +32,21 @@ ATTACKS = ("fgsm", "rand_fgsm", "cw", "pgd")
 CLIP_MIN, CLIP_MAX = 0.0, 1.0
 
 # Defaults of make_attack/describe: the flag defaults of config.py (the release's settings).
-DEFAULTS = dict(eps=0.3, alpha=0.05, pgd_steps=40, cw_iters=100, cw_lr=10.0, cw_c=100.0, seed=0)
+DEFAULTS = dict(eps=0.3, alpha=0.05, pgd_steps=40, cw_iters=100, cw_lr=10.0, cw_c=100.0, seed=0,
+                clip_min=CLIP_MIN, clip_max=CLIP_MAX)
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _images(x) -> tf.Tensor:
-    """x (any real dtype, array or tensor) [N, H, W, C] in [0, 1] -> float32 tensor.
-    Raises InvalidArgumentError if a value is outside [0, 1] (e.g. uint8 pixels not divided
+def _images(x, clip_min: float = CLIP_MIN, clip_max: float = CLIP_MAX) -> tf.Tensor:
+    """x (any real dtype, array or tensor) [N, H, W, C] in [clip_min, clip_max] -> float32
+    tensor. Raises InvalidArgumentError if a value is outside (e.g. uint8 pixels not divided
     by 255)."""
     x = tf.cast(tf.convert_to_tensor(x), tf.float32)
     if x.shape.rank != 4:
         raise ValueError(f"attack input must be [N, H, W, C], got shape {x.shape}")
-    tf.debugging.assert_greater_equal(x, CLIP_MIN, message="attack input below 0")
-    tf.debugging.assert_less_equal(x, CLIP_MAX, message="attack input above 1 (uint8 pixels?)")
+    tf.debugging.assert_greater_equal(x, clip_min, message=f"attack input below {clip_min}")
+    tf.debugging.assert_less_equal(x, clip_max,
+                                   message=f"attack input above {clip_max} (uint8 pixels?)")
     return x
 
 
@@ -60,16 +63,21 @@ def _seed_pair(seed) -> tf.Tensor:
     return tf.constant(pair, tf.int64)
 
 
-def _check_eps(eps: float, name: str = "eps") -> float:
+def _check_eps(eps: float, name: str = "eps", width: float = CLIP_MAX - CLIP_MIN) -> float:
+    """eps in [0, width], width the size of the pixel range (1 for [0, 1], 2 for [-1, 1])."""
     eps = float(eps)
-    if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1] (pixels are in [0, 1]), got {eps}")
+    if not 0.0 <= eps <= width:
+        raise ValueError(f"{name} must be in [0, {width:g}] (the width of the pixel range), "
+                         f"got {eps}")
     return eps
 
 
 # --- L-inf attacks (CleverHans) ----------------------------------------------------------------
-def fgsm(model_fn, x, eps: float, y=None) -> tf.Tensor:
-    """FGSM, L-inf: clip(x + eps * sign(grad_x xent(model_fn(x), y)), 0, 1).
+def fgsm(model_fn, x, eps: float, y=None, clip_min: float = CLIP_MIN,
+         clip_max: float = CLIP_MAX) -> tf.Tensor:
+    """FGSM, L-inf: clip(x + eps * sign(grad_x xent(model_fn(x), y)), clip_min, clip_max).
+    Pixels are in [clip_min, clip_max] ([0, 1]; CelebA [-1, 1], eps in the same units, as the
+    release), here and in every attack below.
 
     Args:
       model_fn: x float32 [N, H, W, C] in [0, 1] -> logits float32 [N, K].
@@ -79,12 +87,14 @@ def fgsm(model_fn, x, eps: float, y=None) -> tf.Tensor:
     Returns:
       float32 [N, H, W, C] in [0, 1], |x_adv - x|_inf <= eps.
     """
-    eps = _check_eps(eps)
-    return _fgm_module.fast_gradient_method(model_fn, _images(x), eps, np.inf,
-                                            clip_min=CLIP_MIN, clip_max=CLIP_MAX, y=_labels(y))
+    eps = _check_eps(eps, width=clip_max - clip_min)
+    return _fgm_module.fast_gradient_method(model_fn, _images(x, clip_min, clip_max), eps,
+                                            np.inf, clip_min=clip_min, clip_max=clip_max,
+                                            y=_labels(y))
 
 
-def rand_fgsm(model_fn, x, eps: float, alpha: float, seed, y=None) -> tf.Tensor:
+def rand_fgsm(model_fn, x, eps: float, alpha: float, seed, y=None, clip_min: float = CLIP_MIN,
+              clip_max: float = CLIP_MAX) -> tf.Tensor:
     """RAND+FGSM as the original release: x' = clip(x + alpha * sign(N(0, 1)), 0, 1), then
     FGSM with budget eps - alpha from x' (labels: y, or the model's prediction on x').
 
@@ -99,13 +109,14 @@ def rand_fgsm(model_fn, x, eps: float, alpha: float, seed, y=None) -> tf.Tensor:
     Returns:
       float32 [N, H, W, C] in [0, 1], |x_adv - x|_inf <= eps.
     """
-    eps, alpha = _check_eps(eps), _check_eps(alpha, "alpha")
+    width = clip_max - clip_min
+    eps, alpha = _check_eps(eps, width=width), _check_eps(alpha, "alpha", width)
     if alpha > eps:
         raise ValueError(f"alpha ({alpha}) must not exceed eps ({eps})")
-    x = _images(x)
+    x = _images(x, clip_min, clip_max)
     noise = tf.random.stateless_normal(tf.shape(x), seed=_seed_pair(seed), dtype=tf.float32)
-    x_rand = tf.clip_by_value(x + alpha * tf.sign(noise), CLIP_MIN, CLIP_MAX)
-    return fgsm(model_fn, x_rand, eps - alpha, y=y)
+    x_rand = tf.clip_by_value(x + alpha * tf.sign(noise), clip_min, clip_max)
+    return fgsm(model_fn, x_rand, eps - alpha, y=y, clip_min=clip_min, clip_max=clip_max)
 
 
 def _stateless_lp_vector(seed):
@@ -133,7 +144,8 @@ def _seeded_pgd_start(seed):
 
 
 def pgd(model_fn, x, eps: float, eps_iter: float, nb_iter: int, seed, y=None,
-        rand_init: bool = True) -> tf.Tensor:
+        rand_init: bool = True, clip_min: float = CLIP_MIN,
+        clip_max: float = CLIP_MAX) -> tf.Tensor:
     """PGD (Madry et al.), L-inf, CleverHans' `projected_gradient_descent`.
 
     Args:
@@ -149,18 +161,18 @@ def pgd(model_fn, x, eps: float, eps_iter: float, nb_iter: int, seed, y=None,
     Returns:
       float32 [N, H, W, C] in [0, 1], |x_adv - x|_inf <= eps.
     """
-    eps = _check_eps(eps)
+    eps = _check_eps(eps, width=clip_max - clip_min)
     if eps == 0.0:
-        return _images(x)
+        return _images(x, clip_min, clip_max)
     if not 0.0 < eps_iter <= eps:
         raise ValueError(f"eps_iter must be in (0, eps={eps}], got {eps_iter}")
     if int(nb_iter) < 1:
         raise ValueError(f"nb_iter must be >= 1, got {nb_iter}")
-    x = _images(x)
+    x = _images(x, clip_min, clip_max)
     with _seeded_pgd_start(seed):
         return _pgd_module.projected_gradient_descent(
-            model_fn, x, eps, float(eps_iter), int(nb_iter), np.inf, clip_min=CLIP_MIN,
-            clip_max=CLIP_MAX, y=_labels(y), rand_init=rand_init)
+            model_fn, x, eps, float(eps_iter), int(nb_iter), np.inf, clip_min=clip_min,
+            clip_max=clip_max, y=_labels(y), rand_init=rand_init)
 
 
 # --- Carlini-Wagner L2 -------------------------------------------------------------------------
@@ -395,11 +407,11 @@ def describe(name: str, **settings) -> dict:
     """The settings of attack `name` as a plain JSON-able dict for results files.
 
     `settings` are make_attack's keywords (eps, alpha, pgd_steps, cw_iters, cw_lr, cw_c,
-    seed); missing ones take DEFAULTS. Only the settings the attack uses are listed, plus
+    seed, clip_min, clip_max); missing ones take DEFAULTS. Only the settings the attack uses are listed, plus
     derived ones (e.g. PGD's eps_iter). Unknown name or keyword -> ValueError.
     """
     s = _settings(name, settings)
-    out = {"attack": name, "clip_min": CLIP_MIN, "clip_max": CLIP_MAX,
+    out = {"attack": name, "clip_min": float(s["clip_min"]), "clip_max": float(s["clip_max"]),
            "labels": "model prediction unless given"}
     if name == "fgsm":
         out.update(norm="linf", eps=float(s["eps"]), implementation="cleverhans.tf2 FGM")
@@ -423,8 +435,10 @@ def describe(name: str, **settings) -> dict:
 def make_attack(name: str, model_fn, *, eps: float = DEFAULTS["eps"],
                 alpha: float = DEFAULTS["alpha"], pgd_steps: int = DEFAULTS["pgd_steps"],
                 cw_iters: int = DEFAULTS["cw_iters"], cw_lr: float = DEFAULTS["cw_lr"],
-                cw_c: float = DEFAULTS["cw_c"], seed: int = DEFAULTS["seed"]):
-    """Attack `name` on `model_fn` as a callable (x, y=None) -> x_adv float32 in [0, 1].
+                cw_c: float = DEFAULTS["cw_c"], seed: int = DEFAULTS["seed"],
+                clip_min: float = CLIP_MIN, clip_max: float = CLIP_MAX):
+    """Attack `name` on `model_fn` as a callable (x, y=None) -> x_adv float32 in
+    [clip_min, clip_max] (the data set's pixel range: [0, 1], CelebA [-1, 1]).
 
     Args:
       name: one of ATTACKS ("fgsm", "rand_fgsm", "cw", "pgd"); else ValueError.
@@ -437,10 +451,14 @@ def make_attack(name: str, model_fn, *, eps: float = DEFAULTS["eps"],
         > 0 (1 binary-search step, confidence 0, as the release).
       seed: int. The k-th call (k = 0, 1, ...) of rand_fgsm / pgd uses the stateless seed
         (seed, k), so a run is reproducible and batches get different noise.
+      clip_min, clip_max: the pixel range; eps and alpha are in its units.
     The callable has `.settings`, the `describe` dict of this attack.
     """
     settings = describe(name, eps=eps, alpha=alpha, pgd_steps=pgd_steps, cw_iters=cw_iters,
-                        cw_lr=cw_lr, cw_c=cw_c, seed=seed)
+                        cw_lr=cw_lr, cw_c=cw_c, seed=seed, clip_min=clip_min,
+                        clip_max=clip_max)
+    clip = dict(clip_min=clip_min, clip_max=clip_max)
+    width = clip_max - clip_min
     calls = [0]
 
     def next_seed():
@@ -448,28 +466,29 @@ def make_attack(name: str, model_fn, *, eps: float = DEFAULTS["eps"],
         return (int(seed), calls[0] - 1)
 
     if name == "fgsm":
-        _check_eps(eps)
+        _check_eps(eps, width=width)
 
         def attack(x, y=None):
-            return fgsm(model_fn, x, eps, y=y)
+            return fgsm(model_fn, x, eps, y=y, **clip)
     elif name == "rand_fgsm":
-        _check_eps(eps)
+        _check_eps(eps, width=width)
         if not 0.0 <= alpha <= eps:
             raise ValueError(f"alpha must be in [0, eps={eps}], got {alpha}")
 
         def attack(x, y=None):
-            return rand_fgsm(model_fn, x, eps, alpha, next_seed(), y=y)
+            return rand_fgsm(model_fn, x, eps, alpha, next_seed(), y=y, **clip)
     elif name == "pgd":
-        _check_eps(eps)
+        _check_eps(eps, width=width)
         if int(pgd_steps) < 1:
             raise ValueError(f"pgd_steps must be >= 1, got {pgd_steps}")
         eps_iter = settings["eps_iter"]
 
         def attack(x, y=None):
-            return pgd(model_fn, x, eps, eps_iter, int(pgd_steps), next_seed(), y=y)
+            return pgd(model_fn, x, eps, eps_iter, int(pgd_steps), next_seed(), y=y, **clip)
     else:
         cw = CarliniWagnerL2(model_fn, learning_rate=cw_lr, max_iterations=cw_iters,
-                             initial_const=cw_c, binary_search_steps=1, confidence=0.0)
+                             initial_const=cw_c, binary_search_steps=1, confidence=0.0,
+                             **clip)
 
         def attack(x, y=None):
             return cw(x, y)

@@ -12,8 +12,8 @@ import os
 import shlex
 import sys
 
-from defense_gan import (attacks, classifiers, data, evaluation, files, gan, hardware,
-                         projection, results)
+from defense_gan import (attacks, classifiers, data, dataset_spec, evaluation, files, gan,
+                         hardware, projection, results)
 from defense_gan.checkpoints import environment
 from defense_gan.config import REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
@@ -34,6 +34,7 @@ def run_name(cfg: Config) -> str:
 
 
 def run(cfg: Config) -> None:
+    spec = dataset_spec.get(cfg.dataset)
     splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir)
     if cfg.num_tests > len(splits.x_test):
         raise ConfigError(f"--num_tests: {cfg.num_tests} exceeds the {len(splits.x_test)} "
@@ -66,14 +67,16 @@ def run(cfg: Config) -> None:
                                        cfg.seed, precision)
     attack = attacks.make_attack(cfg.attack, model_fn, eps=cfg.fgsm_eps, alpha=cfg.rand_alpha,
                                  pgd_steps=cfg.pgd_steps, cw_iters=cfg.cw_iters,
-                                 cw_lr=cfg.cw_lr, cw_c=cfg.cw_c, seed=cfg.seed)
+                                 cw_lr=cfg.cw_lr, cw_c=cfg.cw_c, seed=cfg.seed,
+                                 clip_min=spec.clip_min, clip_max=spec.clip_max)
     run_settings = {
         "model": cfg.model, "attack": cfg.attack, "defense": cfg.defense,
         "gradient": cfg.gradient, "num_tests": cfg.num_tests, "seed": cfg.seed,
         "batch_size": cfg.eval_batch_size, "precision": precision,
         "attack_settings": attacks.describe(
             cfg.attack, eps=cfg.fgsm_eps, alpha=cfg.rand_alpha, pgd_steps=cfg.pgd_steps,
-            cw_iters=cfg.cw_iters, cw_lr=cfg.cw_lr, cw_c=cfg.cw_c, seed=cfg.seed),
+            cw_iters=cfg.cw_iters, cw_lr=cfg.cw_lr, cw_c=cfg.cw_c, seed=cfg.seed,
+            clip_min=spec.clip_min, clip_max=spec.clip_max),
         "rec_iters": cfg.rec_iters, "rec_rr": cfg.rec_rr, "rec_lr": cfg.rec_lr,
         "checkpoints": checkpoints_used}
     if cfg.rec_prune_at:
@@ -93,7 +96,7 @@ def run(cfg: Config) -> None:
     print(f"[whitebox] {cfg.attack} on model {cfg.model}, defense {cfg.defense} "
           f"(attacker gradient: {gradient}), {cfg.num_tests} test images -> {results_dir}",
           flush=True)
-    x_test = data.to_float(splits.x_test[:cfg.num_tests]).numpy()
+    x_test = data.to_float(splits.x_test[:cfg.num_tests], spec.pixel_range).numpy()
     records, stats = evaluation.evaluate(
         x_test, splits.y_test[:cfg.num_tests], classifier=classifier, attack=attack,
         batch_size=cfg.eval_batch_size, seed=cfg.seed,
@@ -116,7 +119,8 @@ def run(cfg: Config) -> None:
               "flags": dataclasses.asdict(cfg)}
     result["environment"] = environment()
     results.write(results_dir, result,
-                  evaluation.load_example_images(os.path.join(results_dir, "records")))
+                  evaluation.load_example_images(os.path.join(results_dir, "records")),
+                  spec.pixel_range)
     shown = {k: v for k, v in metrics.items() if v is not None}
     print("[whitebox] " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                     for k, v in shown.items()), flush=True)
