@@ -210,12 +210,15 @@ class Classifier(keras.Model):
         return tf.nn.softmax(self(x, training=False))
 
 
+# The generator class of each `DatasetSpec.generator_architecture` (the name in manifests).
+GENERATORS = {"release_mnist_generator": Generator, "release_celeba_generator": CelebAGenerator}
+
+
 def generator(spec: dataset_spec.DatasetSpec, latent_dim: int = 128,
               precision: str = "float32") -> keras.Model:
     """The release's generator for data set `spec`, built (variables exist)."""
-    cls = CelebAGenerator if spec.generator_architecture == "release_celeba_generator" \
-        else Generator
-    return build(cls(latent_dim, precision=precision), (latent_dim,))
+    return build(GENERATORS[spec.generator_architecture](latent_dim, precision=precision),
+                 (latent_dim,))
 
 
 def critic(spec: dataset_spec.DatasetSpec, precision: str = "float32") -> keras.Model:

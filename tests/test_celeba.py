@@ -68,6 +68,12 @@ def test_every_flagfile_sets_the_restarts_of_its_data_sets_spec():
         assert f"--rec_rr={spec.default_rec_rr}" in lines
 
 
+def test_every_data_set_gets_a_generator_of_its_image_shape():
+    for spec in dataset_spec.SPECS.values():
+        generator = networks.generator(spec, latent_dim=8)
+        assert generator(tf.zeros([1, 8])).shape[1:] == spec.image_shape, spec.name
+
+
 def test_celeba_generator_maps_z_to_64x64x3_images_in_minus_one_one_with_the_release_layers():
     generator = networks.generator(CELEBA, latent_dim=128)
     assert isinstance(generator, networks.CelebAGenerator)
