@@ -1,7 +1,7 @@
 """White-box attacks: thin wrappers over CleverHans 4.0.0 (TF2), plus a working CW-L2 and
 Athalye et al.'s latent-space attack on Defense-GAN.
 
-A `model_fn` is any callable: x float32 [N, H, W, C] in [0, 1] -> logits float32 [N, 10]. It
+A `model_fn` is any callable: x float32 [N, H, W, C] in [0, 1] -> logits float32 [N, K]. It
 may be a `tf.custom_gradient` function (e.g. Defense-GAN with a BPDA backward pass); attacks
 only differentiate it inside a GradientTape, as CleverHans does.
 
@@ -42,19 +42,21 @@ CLIP_MIN, CLIP_MAX = 0.0, 1.0
 # Defaults of make_attack/describe: the flag defaults of config.py (the release's settings).
 DEFAULTS = dict(eps=0.3, alpha=0.05, pgd_steps=40, cw_iters=100, cw_lr=10.0, cw_c=100.0, seed=0,
                 pgd_norm="linf", pgd_step_size=None, pgd_restarts=1, pgd_eps_l2=1.98,
-                latent_iters=500, latent_lr=0.05, latent_c=1.0)
+                latent_iters=500, latent_lr=0.05, latent_c=1.0, clip_min=CLIP_MIN,
+                clip_max=CLIP_MAX)
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _images(x) -> tf.Tensor:
-    """x (any real dtype, array or tensor) [N, H, W, C] in [0, 1] -> float32 tensor.
-    Raises InvalidArgumentError if a value is outside [0, 1] (e.g. uint8 pixels not divided
+def _images(x, clip_min: float = CLIP_MIN, clip_max: float = CLIP_MAX) -> tf.Tensor:
+    """x (any real dtype, array or tensor) [N, H, W, C] in [clip_min, clip_max] -> float32
+    tensor. Raises InvalidArgumentError if a value is outside (e.g. uint8 pixels not divided
     by 255)."""
     x = tf.cast(tf.convert_to_tensor(x), tf.float32)
     if x.shape.rank != 4:
         raise ValueError(f"attack input must be [N, H, W, C], got shape {x.shape}")
-    tf.debugging.assert_greater_equal(x, CLIP_MIN, message="attack input below 0")
-    tf.debugging.assert_less_equal(x, CLIP_MAX, message="attack input above 1 (uint8 pixels?)")
+    tf.debugging.assert_greater_equal(x, clip_min, message=f"attack input below {clip_min}")
+    tf.debugging.assert_less_equal(x, clip_max,
+                                   message=f"attack input above {clip_max} (uint8 pixels?)")
     return x
 
 
@@ -94,16 +96,21 @@ def predict(model_fn, x) -> tf.Tensor:
     return tf.argmax(mean_logits(model_fn(x)), 1)
 
 
-def _check_eps(eps: float, name: str = "eps") -> float:
+def _check_eps(eps: float, name: str = "eps", width: float = CLIP_MAX - CLIP_MIN) -> float:
+    """eps in [0, width], width the size of the pixel range (1 for [0, 1], 2 for [-1, 1])."""
     eps = float(eps)
-    if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1] (pixels are in [0, 1]), got {eps}")
+    if not 0.0 <= eps <= width:
+        raise ValueError(f"{name} must be in [0, {width:g}] (the width of the pixel range), "
+                         f"got {eps}")
     return eps
 
 
 # --- L-inf attacks (CleverHans) ----------------------------------------------------------------
-def fgsm(model_fn, x, eps: float, y=None) -> tf.Tensor:
-    """FGSM, L-inf: clip(x + eps * sign(grad_x xent(model_fn(x), y)), 0, 1).
+def fgsm(model_fn, x, eps: float, y=None, clip_min: float = CLIP_MIN,
+         clip_max: float = CLIP_MAX) -> tf.Tensor:
+    """FGSM, L-inf: clip(x + eps * sign(grad_x xent(model_fn(x), y)), clip_min, clip_max).
+    Pixels are in [clip_min, clip_max] ([0, 1]; CelebA [-1, 1], eps in the same units, as the
+    release), here and in every attack below.
 
     Args:
       model_fn: x float32 [N, H, W, C] in [0, 1] -> logits float32 [N, K].
@@ -113,14 +120,15 @@ def fgsm(model_fn, x, eps: float, y=None) -> tf.Tensor:
     Returns:
       float32 [N, H, W, C] in [0, 1], |x_adv - x|_inf <= eps.
     """
-    eps = _check_eps(eps)
-    x = _images(x)
+    eps = _check_eps(eps, width=clip_max - clip_min)
+    x = _images(x, clip_min, clip_max)
     y = predict(model_fn, x) if y is None else _labels(y)
     return _fgm_module.fast_gradient_method(model_fn, x, eps, np.inf, loss_fn=eot_loss,
-                                            clip_min=CLIP_MIN, clip_max=CLIP_MAX, y=y)
+                                            clip_min=clip_min, clip_max=clip_max, y=y)
 
 
-def rand_fgsm(model_fn, x, eps: float, alpha: float, seed, y=None) -> tf.Tensor:
+def rand_fgsm(model_fn, x, eps: float, alpha: float, seed, y=None, clip_min: float = CLIP_MIN,
+              clip_max: float = CLIP_MAX) -> tf.Tensor:
     """RAND+FGSM as the original release: x' = clip(x + alpha * sign(N(0, 1)), 0, 1), then
     FGSM with budget eps - alpha from x' (labels: y, or the model's prediction on x').
 
@@ -135,13 +143,14 @@ def rand_fgsm(model_fn, x, eps: float, alpha: float, seed, y=None) -> tf.Tensor:
     Returns:
       float32 [N, H, W, C] in [0, 1], |x_adv - x|_inf <= eps.
     """
-    eps, alpha = _check_eps(eps), _check_eps(alpha, "alpha")
+    width = clip_max - clip_min
+    eps, alpha = _check_eps(eps, width=width), _check_eps(alpha, "alpha", width)
     if alpha > eps:
         raise ValueError(f"alpha ({alpha}) must not exceed eps ({eps})")
-    x = _images(x)
+    x = _images(x, clip_min, clip_max)
     noise = tf.random.stateless_normal(tf.shape(x), seed=_seed_pair(seed), dtype=tf.float32)
-    x_rand = tf.clip_by_value(x + alpha * tf.sign(noise), CLIP_MIN, CLIP_MAX)
-    return fgsm(model_fn, x_rand, eps - alpha, y=y)
+    x_rand = tf.clip_by_value(x + alpha * tf.sign(noise), clip_min, clip_max)
+    return fgsm(model_fn, x_rand, eps - alpha, y=y, clip_min=clip_min, clip_max=clip_max)
 
 
 def _stateless_lp_vector(seed):
@@ -177,7 +186,8 @@ def _seeded_pgd_start(seed):
 
 
 def pgd(model_fn, x, eps: float, eps_iter: float, nb_iter: int, seed, y=None,
-        rand_init: bool = True, norm: str = "linf", restarts: int = 1) -> tf.Tensor:
+        rand_init: bool = True, norm: str = "linf", restarts: int = 1,
+        clip_min: float = CLIP_MIN, clip_max: float = CLIP_MAX) -> tf.Tensor:
     """PGD (Madry et al.), L-inf or L2, CleverHans' `projected_gradient_descent`, with random
     restarts.
 
@@ -194,6 +204,7 @@ def pgd(model_fn, x, eps: float, eps_iter: float, nb_iter: int, seed, y=None,
       y: None (model's predicted labels on x) or int class indices [N] in [0, K).
       rand_init: start from a uniform random point of the eps-ball (True) or from x (BIM).
       norm: "linf" or "l2".
+      clip_min, clip_max: the pixel range ([0, 1]; CelebA [-1, 1]); eps in its units.
       restarts: independent runs >= 1; per image the run with the highest loss of model_fn
         at its end is kept (the worst case for the defense). Each restart costs a full PGD.
     Returns:
@@ -201,10 +212,10 @@ def pgd(model_fn, x, eps: float, eps_iter: float, nb_iter: int, seed, y=None,
     """
     if norm not in PGD_NORMS:
         raise ValueError(f"norm must be one of {', '.join(PGD_NORMS)}, got {norm!r}")
-    eps = _check_eps(eps) if norm == "linf" else float(eps)
+    eps = _check_eps(eps, width=clip_max - clip_min) if norm == "linf" else float(eps)
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
-    x = _images(x)
+    x = _images(x, clip_min, clip_max)
     if eps == 0.0:
         return x
     if not 0.0 < eps_iter <= eps:
@@ -218,7 +229,7 @@ def pgd(model_fn, x, eps: float, eps_iter: float, nb_iter: int, seed, y=None,
         with _seeded_pgd_start(base + tf.constant([0, r * (1 << 16)], tf.int64)):
             x_adv = _pgd_module.projected_gradient_descent(
                 model_fn, x, eps, float(eps_iter), int(nb_iter), PGD_NORMS[norm],
-                loss_fn=eot_loss, clip_min=CLIP_MIN, clip_max=CLIP_MAX, y=y,
+                loss_fn=eot_loss, clip_min=clip_min, clip_max=clip_max, y=y,
                 rand_init=rand_init)
         if restarts == 1:
             return x_adv
@@ -554,7 +565,7 @@ def describe(name: str, **settings) -> dict:
     ones (e.g. PGD's eps_iter). Unknown name or keyword -> ValueError.
     """
     s = _settings(name, settings)
-    out = {"attack": name, "clip_min": CLIP_MIN, "clip_max": CLIP_MAX,
+    out = {"attack": name, "clip_min": float(s["clip_min"]), "clip_max": float(s["clip_max"]),
            "labels": "model prediction unless given"}
     if name == "fgsm":
         out.update(norm="linf", eps=float(s["eps"]), implementation="cleverhans.tf2 FGM")
@@ -583,7 +594,8 @@ def describe(name: str, **settings) -> dict:
 
 
 def make_attack(name: str, model_fn, *, latent=None, **settings):
-    """Attack `name` on `model_fn` as a callable (x, y=None) -> x_adv float32 in [0, 1].
+    """Attack `name` on `model_fn` as a callable (x, y=None) -> x_adv float32 in
+    [clip_min, clip_max] (the data set's pixel range: [0, 1], CelebA [-1, 1]).
 
     Args:
       name: one of ATTACKS; else ValueError.
@@ -602,11 +614,14 @@ def make_attack(name: str, model_fn, *, latent=None, **settings):
         latent_iters, latent_lr, latent_c: recorded for "latent" (the LatentAttack has them).
         seed: int. The k-th call (k = 0, 1, ...) of rand_fgsm / pgd uses the stateless seed
           (seed, k), so a run is reproducible and batches get different noise.
+        clip_min, clip_max: the pixel range; eps and alpha are in its units.
     The callable has `.settings`, the `describe` dict of this attack.
     """
     s = _settings(name, settings)
     described = describe(name, **s)
     seed = int(s["seed"])
+    clip = dict(clip_min=float(s["clip_min"]), clip_max=float(s["clip_max"]))
+    width = clip["clip_max"] - clip["clip_min"]
     calls = [0]
 
     def next_seed():
@@ -614,27 +629,27 @@ def make_attack(name: str, model_fn, *, latent=None, **settings):
         return (seed, calls[0] - 1)
 
     if name == "fgsm":
-        eps = _check_eps(s["eps"])
+        eps = _check_eps(s["eps"], width=width)
 
         def attack(x, y=None):
-            return fgsm(model_fn, x, eps, y=y)
+            return fgsm(model_fn, x, eps, y=y, **clip)
     elif name == "rand_fgsm":
-        eps, alpha = _check_eps(s["eps"]), float(s["alpha"])
+        eps, alpha = _check_eps(s["eps"], width=width), float(s["alpha"])
         if not 0.0 <= alpha <= eps:
             raise ValueError(f"alpha must be in [0, eps={eps}], got {alpha}")
 
         def attack(x, y=None):
-            return rand_fgsm(model_fn, x, eps, alpha, next_seed(), y=y)
+            return rand_fgsm(model_fn, x, eps, alpha, next_seed(), y=y, **clip)
     elif name == "pgd":
         if int(s["pgd_steps"]) < 1 or int(s["pgd_restarts"]) < 1:
             raise ValueError("pgd_steps and pgd_restarts must be >= 1")
         if s["pgd_norm"] == "linf":
-            _check_eps(s["eps"])
+            _check_eps(s["eps"], width=width)
         budget, step = described["eps"], described["eps_iter"]
 
         def attack(x, y=None):
             return pgd(model_fn, x, budget, step, int(s["pgd_steps"]), next_seed(), y=y,
-                       norm=s["pgd_norm"], restarts=int(s["pgd_restarts"]))
+                       norm=s["pgd_norm"], restarts=int(s["pgd_restarts"]), **clip)
     elif name == "latent":
         if latent is None:
             raise ValueError("the latent attack needs latent=(LatentAttack, z_start)")
@@ -644,7 +659,8 @@ def make_attack(name: str, model_fn, *, latent=None, **settings):
             return search(x, z_start(x), y)
     else:
         cw = CarliniWagnerL2(model_fn, learning_rate=s["cw_lr"], max_iterations=s["cw_iters"],
-                             initial_const=s["cw_c"], binary_search_steps=1, confidence=0.0)
+                             initial_const=s["cw_c"], binary_search_steps=1, confidence=0.0,
+                             **clip)
 
         def attack(x, y=None):
             return cw(x, y)

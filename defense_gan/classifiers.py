@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from defense_gan import checkpoints, networks
+from defense_gan import checkpoints, data, dataset_spec, networks
 from defense_gan.attacks import fgsm
 
 ARCHITECTURE_PREFIX = "release_classifier_"
@@ -21,13 +21,16 @@ def xent(labels, logits):
 
 
 class ClassifierTrainer(keras.Model):
-    """Wraps a `networks.Classifier`; `train_step((x, y))` with x float32 [B, 28, 28, 1] in
-    [0, 1], y int64 [B] returns {"loss", "accuracy"} (accuracy on the clean batch)."""
+    """Wraps a `networks.Classifier`; `train_step((x, y))` with x float32 [B, H, W, C] in
+    pixel_range, y int64 [B] returns {"loss", "accuracy"} (accuracy on the clean batch). The
+    adversarial examples are clipped to pixel_range ([-1, 1] for CelebA, as the release)."""
 
-    def __init__(self, classifier, adv_eps: float | None = None, **kwargs):
+    def __init__(self, classifier, adv_eps: float | None = None, pixel_range=(0.0, 1.0),
+                 **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
         self.adv_eps = adv_eps
+        self.pixel_range = tuple(pixel_range)
 
     def call(self, x, training=False):
         return self.classifier(x, training=training)
@@ -36,7 +39,8 @@ class ClassifierTrainer(keras.Model):
         x, y = batch
         if self.adv_eps:
             x_adv = tf.stop_gradient(fgsm(lambda t: self.classifier(t, training=False), x,
-                                          self.adv_eps))
+                                          self.adv_eps, clip_min=self.pixel_range[0],
+                                          clip_max=self.pixel_range[1]))
         with tf.GradientTape() as tape:
             logits = self.classifier(x, training=True)
             loss = xent(y, logits)
@@ -50,22 +54,25 @@ class ClassifierTrainer(keras.Model):
 
 def build_trainer(model: str, lr: float = 1e-3, seed: int = 0, precision: str = "float32",
                   adv_eps: float | None = None,
-                  image_shape=networks.MNIST_SHAPE) -> ClassifierTrainer:
-    """Classifier + Adam, all variables created (so restores are strict)."""
+                  spec: dataset_spec.DatasetSpec = dataset_spec.MNIST) -> ClassifierTrainer:
+    """Classifier `model` for data set `spec` + Adam, all variables created (so restores are
+    strict)."""
     keras.utils.set_random_seed(seed)
-    classifier = networks.build(networks.Classifier(model, precision=precision), image_shape)
-    trainer = ClassifierTrainer(classifier, adv_eps)
+    classifier = networks.classifier(spec, model, precision)
+    trainer = ClassifierTrainer(classifier, adv_eps, spec.pixel_range)
     trainer.compile(optimizer=keras.optimizers.Adam(lr))
     trainer.optimizer.build(classifier.trainable_variables)
     return trainer
 
 
-def accuracy(classifier, images: np.ndarray, labels: np.ndarray, batch_size: int = 500) -> float:
-    """Top-1 accuracy of `classifier` on uint8 or float images (uint8 are scaled to [0, 1])."""
+def accuracy(classifier, images: np.ndarray, labels: np.ndarray, batch_size: int = 500,
+             pixel_range=(0.0, 1.0)) -> float:
+    """Top-1 accuracy of `classifier` on uint8 or float images (uint8 are scaled to
+    pixel_range, as `data.to_float`)."""
     correct = 0
     for lo in range(0, len(images), batch_size):
         x = images[lo:lo + batch_size]
-        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+        x = data.to_float(x, pixel_range) if x.dtype == np.uint8 else x.astype(np.float32)
         pred = tf.argmax(classifier(x, training=False), axis=1).numpy()
         correct += int((pred == labels[lo:lo + batch_size]).sum())
     return correct / len(images)
@@ -78,9 +85,9 @@ def architecture_name(model: str) -> str:
 def load_classifier(folder: str, dataset: str, model: str, precision: str = "float32",
                     flag: str = "classifier_dir"):
     """(classifier, manifest) from a shipped or exported classifier folder (or --train_dir);
-    the architecture recorded in the manifest must be `model`."""
-    classifier = networks.build(networks.Classifier(model, precision=precision),
-                                networks.MNIST_SHAPE)
+    the manifest must name `dataset` and the architecture `model` (built for that data set's
+    image shape and classes)."""
+    classifier = networks.classifier(dataset_spec.get(dataset), model, precision)
     manifest = checkpoints.load(folder, classifier, flag, "classifier", dataset,
                                 architecture_name(model))
     return classifier, manifest

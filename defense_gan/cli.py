@@ -26,13 +26,15 @@ def define_flags() -> None:
     # --- what to run -----------------------------------------------------------------------------
     flags.DEFINE_enum("mode", "train_gan", MODES, "What to run.")
     flags.DEFINE_enum("dataset", "mnist", DATASETS,
-                      "Data set: mnist, fashion_mnist (28x28x1, [0, 1]); celeba is reserved.")
+                      "Data set: mnist, fashion_mnist (28x28x1, [0, 1], bundled); celeba "
+                      "(64x64x3, [-1, 1], gender; from --data_dir or TFDS).")
     flags.DEFINE_enum("data_source", "bundled", ("bundled", "tfds"),
                       "bundled: the gzipped IDX files in --data_dir (sha256-checked); "
                       "tfds: tensorflow_datasets.load (needs the TFDS data already on disk).")
     flags.DEFINE_string("data_dir", None,
-                        "Folder with the bundled IDX files (default: data/<dataset> in the repo), "
-                        "or the TFDS data_dir when --data_source=tfds.")
+                        "Folder with the bundled IDX files (default: data/<dataset> in the repo); "
+                        "for celeba the folder of aligned images with list_attr_celeba.txt "
+                        "(default data/celeba); or the TFDS data_dir when --data_source=tfds.")
     flags.DEFINE_integer("seed", 0, "Seed for data order, initialisation, restarts and attacks.")
     flags.DEFINE_enum("precision", "float32", PRECISIONS,
                       "Compute precision of the networks. bfloat16 needs a CPU with AVX512-BF16 or "

@@ -15,7 +15,7 @@ from defense_gan.errors import ConfigError, DefenseGanError, TrainingError  # no
 # Each mode is the module defense_gan/modes/<mode>.py with a `run(cfg)` function.
 MODES = ("train_gan", "train_classifier", "whitebox", "blackbox", "detect", "export")
 DATASETS = ("mnist", "fashion_mnist", "celeba")
-IMPLEMENTED_DATASETS = ("mnist", "fashion_mnist")
+IMPLEMENTED_DATASETS = ("mnist", "fashion_mnist", "celeba")
 MODELS = ("A", "B", "C", "D", "E", "F")
 ATTACKS = ("fgsm", "rand_fgsm", "cw", "pgd", "latent")
 DEFENSES = ("none", "defense_gan", "adv_tr")

@@ -7,7 +7,7 @@ norm over all non-batch axes, with one uniform interpolation coefficient per exa
 import keras
 import tensorflow as tf
 
-from defense_gan import checkpoints, networks
+from defense_gan import checkpoints, dataset_spec, networks
 
 
 def critic_wasserstein_loss(d_real: tf.Tensor, d_fake: tf.Tensor) -> tf.Tensor:
@@ -40,7 +40,8 @@ def gradient_penalty(critic, real: tf.Tensor, fake: tf.Tensor, alpha: tf.Tensor)
 class WGAN(keras.Model):
     """Generator + critic trained with WGAN-GP.
 
-    `train_step(real)` takes real: float32 [critic_iters, batch, H, W, C] in [0, 1] (a fresh
+    `train_step(real)` takes real: float32 [critic_iters, batch, H, W, C] in the data set's
+    pixel range (a fresh
     batch for every critic step, as the release) and runs `critic_iters` critic updates then
     one generator update. Noise comes from `self.rng` (a checkpointed tf.random.Generator), so
     a resumed run continues the same random stream.
@@ -89,7 +90,7 @@ class WGAN(keras.Model):
 
     def validation_wasserstein(self, images: tf.Tensor, seed: int, batch: int = 500) -> float:
         """The critic's Wasserstein estimate mean D(x) - mean D(G(z)) on held-out images
-        (float32 [N, H, W, C] in [0, 1]) and N fixed latent vectors (seed): a training-curve
+        (float32 [N, H, W, C] in the pixel range) and N fixed latent vectors (seed): a training-curve
         number that does not depend on the training batches, written into each export."""
         n = int(images.shape[0])
         z = tf.random.stateless_normal([n, self.latent_dim], seed=[seed, 11])
@@ -111,14 +112,13 @@ class WGAN(keras.Model):
 
 
 def build_wgan(latent_dim=128, critic_iters=5, gp_weight=10.0, lr=1e-4, seed=0,
-               precision="float32", image_shape=networks.MNIST_SHAPE) -> WGAN:
+               precision="float32", spec=dataset_spec.MNIST) -> WGAN:
     """The one place that creates the GAN's models and optimizers (wrap in a strategy scope to
-    distribute). Variables, optimizer slots included, exist on return, so checkpoints restore
-    eagerly and strictly."""
+    distribute), for data set `spec` (a `dataset_spec.DatasetSpec`). Variables, optimizer
+    slots included, exist on return, so checkpoints restore eagerly and strictly."""
     keras.utils.set_random_seed(seed)
-    generator = networks.build(networks.Generator(latent_dim, precision=precision),
-                               (latent_dim,))
-    critic = networks.build(networks.Critic(precision=precision), image_shape)
+    generator = networks.generator(spec, latent_dim, precision)
+    critic = networks.critic(spec, precision)
     gan = WGAN(generator, critic, latent_dim, critic_iters, gp_weight, seed)
     adam = lambda: keras.optimizers.Adam(lr, beta_1=0.5, beta_2=0.9)  # noqa: E731
     gan.compile(g_optimizer=adam(), d_optimizer=adam())
@@ -127,21 +127,19 @@ def build_wgan(latent_dim=128, critic_iters=5, gp_weight=10.0, lr=1e-4, seed=0,
     return gan
 
 
-GENERATOR_ARCHITECTURE = "release_mnist_generator"  # names the layout in manifests
-
-
 def load_generator(folder: str, dataset: str, precision: str = "float32",
                    flag: str = "gan_dir"):
     """(generator, manifest) from a shipped or exported generator folder (or a --train_dir).
 
-    The manifest's checksums are verified and every variable must match the architecture;
-    anything else is a one-line ConfigError naming `--flag`.
+    The manifest's checksums are verified, it must name `dataset` and that data set's
+    generator architecture (`dataset_spec`), and every variable must match; anything else is
+    a one-line ConfigError naming `--flag`.
     """
+    spec = dataset_spec.get(dataset)
     folder = checkpoints.resolve_model_dir(folder, flag)
     manifest = checkpoints.read_manifest(folder, flag, "generator", dataset)
     latent_dim = int(manifest.get("latent_dim", 128))
-    generator = networks.build(networks.Generator(latent_dim, precision=precision),
-                               (latent_dim,))
+    generator = networks.generator(spec, latent_dim, precision)
     manifest = checkpoints.load(folder, generator, flag, "generator", dataset,
-                                GENERATOR_ARCHITECTURE)
+                                spec.generator_architecture)
     return generator, manifest

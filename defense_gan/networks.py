@@ -1,6 +1,9 @@
 """Network architectures, faithful to the authors' release (see ORIGINAL.md).
 
-All models are Keras subclassed models. Images are float32 [N, 28, 28, 1] in [0, 1].
+All models are Keras subclassed models. Images are float32 [N, H, W, C] in the data set's
+pixel range (`dataset_spec`): [N, 28, 28, 1] in [0, 1] for MNIST / Fashion-MNIST, [N, 64, 64, 3]
+in [-1, 1] for CelebA. `generator(spec)`, `critic(spec)` and `Classifier(num_classes=...)` build
+the networks of a data set.
 `dtype` is a Keras dtype policy name: "float32" or "mixed_bfloat16" (compute in bfloat16,
 variables in float32); outputs are always cast back to float32.
 
@@ -12,7 +15,9 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-MNIST_SHAPE = (28, 28, 1)
+from defense_gan import dataset_spec
+
+MNIST_SHAPE = dataset_spec.MNIST.image_shape  # (28, 28, 1)
 
 
 def _policy(precision: str) -> str:
@@ -82,11 +87,46 @@ def subpixel_conv_transpose(layer: layers.Conv2DTranspose, x: tf.Tensor) -> tf.T
     return y + tf.cast(layer.bias, x.dtype) if layer.use_bias else y
 
 
-class Critic(keras.Model):
-    """image float32 [N, 28, 28, 1] -> score float32 [N] (unbounded, WGAN critic).
+class CelebAGenerator(keras.Model):
+    """z float32 [N, latent_dim] -> image float32 [N, 64, 64, 3] in [-1, 1] (the release's
+    `celeba_generator`, NET_DIM 64, no batch norm as default.yml's USE_BN: False).
 
-    Conv 5x5/2 SAME 64, 128, 256 with LeakyReLU 0.2; flatten (4096); Linear -> 1.
-    1,030,145 parameters.
+    Linear -> 4x4x256, ReLU; ConvT 5x5/2 -> 8x8x128, ReLU; ConvT 5x5/2 -> 16x16x64, ReLU;
+    ConvT 5x5/2 -> 32x32x64 (no activation: the release has none between its last two
+    transposed convolutions); ConvT 5x5/2 -> 64x64x3, tanh. 1,659,843 parameters.
+    """
+
+    def __init__(self, latent_dim: int = 128, dim: int = 64, precision: str = "float32",
+                 **kwargs):
+        super().__init__(**kwargs)
+        policy = _policy(precision)
+        self.latent_dim = latent_dim
+        self.dim = dim
+        deconv = lambda filters, i, act=None: layers.Conv2DTranspose(  # noqa: E731
+            filters, 5, strides=2, padding="same", activation=act, dtype=policy,
+            name=f"deconv{i}")
+        self.fc = layers.Dense(4 * 4 * 4 * dim, activation="relu", dtype=policy, name="fc")
+        self.reshape = layers.Reshape((4, 4, 4 * dim), dtype=policy)
+        self.deconv1 = deconv(2 * dim, 1, "relu")
+        self.deconv2 = deconv(dim, 2, "relu")
+        self.deconv3 = deconv(dim, 3)
+        self.deconv4 = deconv(3, 4)
+
+    def call(self, z, training=False):
+        h = self.deconv3(self.deconv2(self.deconv1(self.reshape(self.fc(z)))))
+        if not self.deconv4.built:  # computed by subpixel_conv_transpose, as in Generator
+            self.deconv4.build(h.shape)
+        return tf.tanh(tf.cast(subpixel_conv_transpose(self.deconv4, h), tf.float32))
+
+
+class Critic(keras.Model):
+    """image float32 [N, H, W, C] -> score float32 [N] (unbounded, WGAN critic).
+
+    Conv 5x5/2 SAME 64, 128, 256 with LeakyReLU 0.2; flatten; Linear -> 1. On 28x28x1 (MNIST)
+    the flatten has 4096 features, 1,030,145 parameters; on 64x64x3 (CelebA) 16384 features,
+    1,045,633 parameters. (The release's CelebA critic reshapes its 8x8x256 map to rows of
+    4096, i.e. scores four 2-row bands of each image with one shared Linear and averages them
+    in the loss, a leftover of the MNIST code; here the Linear sees the whole map.)
     """
 
     def __init__(self, dim: int = 64, precision: str = "float32", **kwargs):
@@ -114,13 +154,13 @@ def _keep(p: float, policy: str) -> layers.Dropout:
     return layers.Dropout(1.0 - p, dtype=policy)
 
 
-def classifier_layers(model: str, policy: str = "float32") -> list:
-    """The layer stack of classifier `model` (A-F) up to the logits."""
+def classifier_layers(model: str, policy: str = "float32", num_classes: int = 10) -> list:
+    """The layer stack of classifier `model` (A-F) up to the logits [N, num_classes]."""
     conv = lambda f, k, s, pad: layers.Conv2D(f, k, strides=s, padding=pad,  # noqa: E731
                                               activation="relu", dtype=policy)
     dense = lambda n, act="relu": layers.Dense(n, activation=act, dtype=policy)  # noqa: E731
     flat = lambda: layers.Flatten(dtype=policy)  # noqa: E731
-    logits = lambda: layers.Dense(10, dtype=policy, name="logits")  # noqa: E731
+    logits = lambda: layers.Dense(num_classes, dtype=policy, name="logits")  # noqa: E731
     if model == "A":
         return [conv(64, 5, 1, "same"), conv(64, 5, 2, "valid"), flat(), _keep(0.25, policy),
                 dense(128), _keep(0.5, policy), logits()]
@@ -141,17 +181,20 @@ def classifier_layers(model: str, policy: str = "float32") -> list:
 
 
 class Classifier(keras.Model):
-    """image float32 [N, 28, 28, 1] in [0, 1] -> logits float32 [N, 10].
+    """image float32 [N, H, W, C] in the data set's pixel range -> logits float32
+    [N, num_classes] (10 for MNIST / Fashion-MNIST, 2 for CelebA: the release builds the same
+    A-F on 64x64x3 inputs with nb_classes 2).
 
     The release's classifiers end in a softmax; we return logits and apply the softmax where
     probabilities are needed (`predict_proba`), so attack losses are computed stably on logits
     (as CleverHans v2 did by reading the softmax's input).
     """
 
-    def __init__(self, model: str = "F", precision: str = "float32", **kwargs):
+    def __init__(self, model: str = "F", precision: str = "float32", num_classes: int = 10,
+                 **kwargs):
         super().__init__(**kwargs)
         self.model_name = model
-        self.stack = classifier_layers(model, _policy(precision))
+        self.stack = classifier_layers(model, _policy(precision), num_classes)
         # Keras 3 hides a list attribute from tf.train.Checkpoint: without a named attribute
         # per layer an export of the classifier alone would hold no weights at all.
         for i, layer in enumerate(self.stack):
@@ -165,6 +208,29 @@ class Classifier(keras.Model):
 
     def predict_proba(self, x):
         return tf.nn.softmax(self(x, training=False))
+
+
+# The generator class of each `DatasetSpec.generator_architecture` (the name in manifests).
+GENERATORS = {"release_mnist_generator": Generator, "release_celeba_generator": CelebAGenerator}
+
+
+def generator(spec: dataset_spec.DatasetSpec, latent_dim: int = 128,
+              precision: str = "float32") -> keras.Model:
+    """The release's generator for data set `spec`, built (variables exist)."""
+    return build(GENERATORS[spec.generator_architecture](latent_dim, precision=precision),
+                 (latent_dim,))
+
+
+def critic(spec: dataset_spec.DatasetSpec, precision: str = "float32") -> keras.Model:
+    """The release's critic for images of data set `spec`, built."""
+    return build(Critic(precision=precision), spec.image_shape)
+
+
+def classifier(spec: dataset_spec.DatasetSpec, model: str,
+               precision: str = "float32") -> keras.Model:
+    """Classifier `model` (A-F) for data set `spec` (its image shape and classes), built."""
+    return build(Classifier(model, precision=precision, num_classes=spec.num_classes),
+                 spec.image_shape)
 
 
 def build(model: keras.Model, input_shape) -> keras.Model:

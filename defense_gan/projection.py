@@ -107,7 +107,8 @@ def largest_unrolled_steps(generator, image_shape, batch_size: int, restarts: in
 class Projector(tf.Module):
     """Projects batches of images onto the range of `generator`.
 
-    __call__(x, seed) with x float32 [batch_size, H, W, C] in [0, 1] and seed int32 [2]
+    __call__(x, seed) with x float32 [batch_size, H, W, C] in the generator's pixel range
+    ([0, 1]; CelebA [-1, 1]) and seed int32 [2]
     returns (x_rec float32 [B, H, W, C], z_star float32 [B, latent_dim], mse float32 [B]),
     where mse is the per-pixel mean squared error of the chosen restart.
     """

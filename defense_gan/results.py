@@ -131,15 +131,15 @@ def rebuild_index(parent: str) -> str:
     return table_path
 
 
-def write(results_dir: str, result: dict, writer_images=None) -> None:
-    """Write results.json, the example grid PNG (+ TensorBoard) and rebuild the index.md table
-    beside results_dir."""
+def write(results_dir: str, result: dict, writer_images=None, pixel_range=(0.0, 1.0)) -> None:
+    """Write results.json, the example grid PNG (+ TensorBoard) of `writer_images` (rows of
+    images in pixel_range) and rebuild the index.md table beside results_dir."""
     result = dict(result, written=datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"))
     write_json_atomic(os.path.join(results_dir, "results.json"), result)
     if writer_images:
         grid = summaries.image_grid(np.concatenate([row[:10] for row in writer_images]),
-                                    rows=len(writer_images))
+                                    rows=len(writer_images), pixel_range=pixel_range)
         summaries.write_png(os.path.join(results_dir, "examples.png"), grid)
         writer = tf.summary.create_file_writer(os.path.join(results_dir, "logs"))
         summaries.image(writer, 0, "clean_adversarial_reconstruction", grid)

@@ -6,9 +6,11 @@ import tensorflow as tf
 from defense_gan.files import write_bytes_atomic
 
 
-def image_grid(images, rows: int | None = None) -> np.ndarray:
-    """float [N, H, W, C] in [0, 1] -> uint8 [rows*H + pad, cols*W + pad, C] with 1-px gaps."""
-    images = np.asarray(images)
+def image_grid(images, rows: int | None = None, pixel_range=(0.0, 1.0)) -> np.ndarray:
+    """float [N, H, W, C] in pixel_range ([0, 1]; CelebA [-1, 1]) -> uint8
+    [rows*H + pad, cols*W + pad, C] with 1-px gaps."""
+    low, high = pixel_range
+    images = (np.asarray(images, np.float32) - low) / (high - low)
     n, h, w, c = images.shape
     rows = rows or int(np.ceil(np.sqrt(n)))
     cols = int(np.ceil(n / rows))

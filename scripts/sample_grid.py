@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from defense_gan import gan, summaries  # noqa: E402
+from defense_gan import dataset_spec, gan, summaries  # noqa: E402
 
 
 def main():
@@ -27,7 +27,9 @@ def main():
     generator, manifest = gan.load_generator(args.gan_dir, args.dataset, flag="gan_dir")
     z = tf.random.stateless_normal([args.rows * args.rows, generator.latent_dim],
                                    seed=[args.seed, 7])
-    summaries.write_png(args.out, summaries.image_grid(generator(z).numpy(), rows=args.rows))
+    grid = summaries.image_grid(generator(z).numpy(), rows=args.rows,
+                                pixel_range=dataset_spec.get(args.dataset).pixel_range)
+    summaries.write_png(args.out, grid)
     print(f"wrote {args.out}: {args.rows * args.rows} samples from {manifest['folder']} "
           f"({manifest.get('iterations')} iterations)")
 

@@ -5,23 +5,24 @@ import dataclasses
 
 import tensorflow as tf
 
-from defense_gan import checkpoints, classifiers, data, training
+from defense_gan import checkpoints, classifiers, data, dataset_spec, training
 from defense_gan.config import Config
 
 
 def run(cfg: Config) -> None:
     train_dir = cfg.resolved_train_dir()
     training.prepare_train_dir(train_dir)  # fail fast, before the data load and model build
+    spec = dataset_spec.get(cfg.dataset)
     splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir, cfg.train_limit)
     trainer = classifiers.build_trainer(cfg.model, cfg.classifier_lr, cfg.seed, cfg.precision,
-                                        cfg.adv_train_eps if cfg.adv_train else None,
-                                        splits.image_shape)
+                                        cfg.adv_train_eps if cfg.adv_train else None, spec)
     train_step = tf.function(trainer.train_step)
     steps_per_epoch = len(splits.x_train) // cfg.batch_size
 
     def make_step_fn(start_step):
         batches = iter(data.resumable_batches((splits.x_train, splits.y_train),
-                                              cfg.batch_size, cfg.seed, start_step))
+                                              cfg.batch_size, cfg.seed, start_step,
+                                              pixel_range=spec.pixel_range))
         return lambda step: train_step(next(batches))
 
     def on_export(step, wall_clock):
@@ -30,9 +31,10 @@ def run(cfg: Config) -> None:
             return
         metrics = {
             "validation_accuracy": classifiers.accuracy(trainer.classifier, splits.x_val,
-                                                        splits.y_val),
+                                                        splits.y_val,
+                                                        pixel_range=spec.pixel_range),
             "test_accuracy": classifiers.accuracy(trainer.classifier, splits.x_test,
-                                                  splits.y_test)}
+                                                  splits.y_test, pixel_range=spec.pixel_range)}
         print(f"[train_classifier] step {step}: validation accuracy "
               f"{metrics['validation_accuracy']:.4f}, test accuracy "
               f"{metrics['test_accuracy']:.4f}", flush=True)

@@ -4,7 +4,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from defense_gan import checkpoints, data, gan, summaries, training
+from defense_gan import checkpoints, data, dataset_spec, gan, summaries, training
 from defense_gan.config import Config
 
 SAMPLE_GRID = 64
@@ -14,23 +14,26 @@ VALIDATION_IMAGES = 1000  # for the export's critic Wasserstein estimate (about 
 def run(cfg: Config) -> None:
     train_dir = cfg.resolved_train_dir()
     training.prepare_train_dir(train_dir)  # fail fast, before the data load and model build
+    spec = dataset_spec.get(cfg.dataset)
     splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir, cfg.train_limit)
     model = gan.build_wgan(cfg.latent_dim, cfg.critic_iters, cfg.gp_weight, cfg.gan_lr,
-                           cfg.seed, cfg.precision, splits.image_shape)
+                           cfg.seed, cfg.precision, spec)
     train_step = tf.function(model.train_step)
     fixed_z = tf.random.stateless_normal([SAMPLE_GRID, cfg.latent_dim], seed=[cfg.seed, 7])
 
     def make_step_fn(start_step):
         batches = iter(data.resumable_batches(splits.x_train, cfg.batch_size, cfg.seed,
-                                              start_step, group=cfg.critic_iters))
+                                              start_step, group=cfg.critic_iters,
+                                              pixel_range=spec.pixel_range))
         return lambda step: train_step(next(batches))
 
     def on_image(writer, step):
-        grid = summaries.image_grid(model.generator(fixed_z).numpy(), rows=8)
+        grid = summaries.image_grid(model.generator(fixed_z).numpy(), rows=8,
+                                    pixel_range=spec.pixel_range)
         summaries.image(writer, step, "samples", grid)
         summaries.write_png(f"{train_dir}/samples.png", grid)
 
-    x_val = data.to_float(splits.x_val[:VALIDATION_IMAGES])
+    x_val = data.to_float(splits.x_val[:VALIDATION_IMAGES], spec.pixel_range)
 
     def on_export(step, wall_clock):
         metrics = {"validation_wasserstein": round(model.validation_wasserstein(x_val, cfg.seed),
@@ -38,7 +41,7 @@ def run(cfg: Config) -> None:
                    "validation_images": int(x_val.shape[0])}
         checkpoints.export(f"{train_dir}/{training.EXPORT_SUBDIR}", model.generator, {
             "kind": "generator", "dataset": cfg.dataset,
-            "architecture": gan.GENERATOR_ARCHITECTURE, "latent_dim": cfg.latent_dim,
+            "architecture": spec.generator_architecture, "latent_dim": cfg.latent_dim,
             "iterations": step, "wall_clock_seconds": round(wall_clock, 1), "metrics": metrics,
             "flags": dataclasses.asdict(cfg),
             "training": "WGAN-GP, critic_iters %d, gp %.1f, Adam %.0e (0.5, 0.9), batch %d, %s"

@@ -19,8 +19,8 @@ import os
 import shlex
 import sys
 
-from defense_gan import (attacks, classifiers, data, evaluation, files, gan, hardware, plots,
-                         projection, results)
+from defense_gan import (attacks, classifiers, data, dataset_spec, evaluation, files, gan,
+                         hardware, plots, projection, results)
 from defense_gan.checkpoints import environment
 from defense_gan.config import REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
@@ -160,6 +160,7 @@ def run_sweep(cfg: Config) -> None:
 
 
 def run_one(cfg: Config) -> None:
+    spec = dataset_spec.get(cfg.dataset)
     splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir)
     if cfg.num_tests > len(splits.x_test):
         raise ConfigError(f"--num_tests: {cfg.num_tests} exceeds the {len(splits.x_test)} "
@@ -218,7 +219,8 @@ def run_one(cfg: Config) -> None:
                          pgd_restarts=cfg.pgd_restarts, pgd_eps_l2=cfg.pgd_eps_l2,
                          cw_iters=cfg.cw_iters, cw_lr=cfg.cw_lr, cw_c=cfg.cw_c,
                          latent_iters=cfg.latent_iters, latent_lr=cfg.latent_lr,
-                         latent_c=cfg.latent_c, seed=cfg.seed)
+                         latent_c=cfg.latent_c, seed=cfg.seed,
+                         clip_min=spec.clip_min, clip_max=spec.clip_max)
     attack = attacks.make_attack(cfg.attack, model_fn, latent=latent, **attack_kwargs)
     run_settings = {
         "model": cfg.model, "attack": cfg.attack, "defense": cfg.defense,
@@ -249,7 +251,7 @@ def run_one(cfg: Config) -> None:
     print(f"[whitebox] {cfg.attack} on model {cfg.model}, defense {cfg.defense} "
           f"(attacker gradient: {gradient}), {cfg.num_tests} test images -> {results_dir}",
           flush=True)
-    x_test = data.to_float(splits.x_test[:cfg.num_tests]).numpy()
+    x_test = data.to_float(splits.x_test[:cfg.num_tests], spec.pixel_range).numpy()
     records, stats = evaluation.evaluate(
         x_test, splits.y_test[:cfg.num_tests], classifier=classifier, attack=attack,
         batch_size=cfg.eval_batch_size, seed=cfg.seed,
@@ -277,7 +279,8 @@ def run_one(cfg: Config) -> None:
               "flags": dataclasses.asdict(cfg)}
     result["environment"] = environment()
     results.write(results_dir, result,
-                  evaluation.load_example_images(os.path.join(results_dir, "records")))
+                  evaluation.load_example_images(os.path.join(results_dir, "records")),
+                  spec.pixel_range)
     shown = {k: v for k, v in metrics.items() if v is not None}
     print("[whitebox] " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                     for k, v in shown.items()), flush=True)

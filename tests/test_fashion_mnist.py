@@ -1,0 +1,65 @@
+"""--dataset=fashion_mnist through main.py: train_gan (2 iterations), train_classifier (1 epoch
+on 64 images) and whitebox with Defense-GAN on the bundled Fashion-MNIST (flags/smoke.cfg),
+and the refusal of a checkpoint trained on another data set (the shipped MNIST generator)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import (REPO, SMOKE_CLASSIFIER_MODEL as MODEL, SMOKE_FLAGFILE, error_line,
+                      run_main, tree_digest)
+from defense_gan import data
+
+COMMON = (f"--flagfile={SMOKE_FLAGFILE}", "--dataset=fashion_mnist")
+
+
+@pytest.fixture(scope="module")
+def fashion_e2e(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fashion_e2e")
+    for name, flags in (
+            ("gan", ("--mode=train_gan", "--iterations=2", f"--train_dir={root / 'gan'}")),
+            ("classifier", ("--mode=train_classifier", f"--model={MODEL}",
+                            f"--train_dir={root / 'classifier'}")),
+            ("whitebox", ("--mode=whitebox", f"--model={MODEL}", "--defense=defense_gan",
+                          "--gradient=bpda", "--attack=fgsm", f"--gan_dir={root / 'gan'}",
+                          f"--classifier_dir={root / 'classifier'}",
+                          f"--results_dir={root / 'whitebox'}"))):
+        rc, out, err = run_main(*COMMON, *flags)
+        assert rc == 0, f"{name} failed ({rc}):\n{out}\n{err}"
+    return root
+
+
+def test_fashion_mnist_checkpoints_are_exported_for_fashion_mnist(fashion_e2e):
+    for name, kind in (("gan", "generator"), ("classifier", "classifier")):
+        manifest = json.loads((fashion_e2e / name / "export" / "manifest.json").read_text())
+        assert (manifest["kind"], manifest["dataset"]) == (kind, "fashion_mnist")
+    gan = json.loads((fashion_e2e / "gan" / "export" / "manifest.json").read_text())
+    assert gan["architecture"] == "release_mnist_generator" and gan["iterations"] == 2
+
+
+def test_fashion_mnist_whitebox_evaluates_the_first_fashion_test_images(fashion_e2e):
+    result = json.loads((fashion_e2e / "whitebox" / "results.json").read_text())
+    assert result["flags"]["dataset"] == "fashion_mnist"
+    assert result["metrics"]["num_images"] == 8
+    with np.load(fashion_e2e / "whitebox" / "records" / "examples.npz") as f:
+        clean = f["arr_0"]
+    # The clean row is Fashion-MNIST's test set, not MNIST's.
+    fashion = data.to_float(data.load("fashion_mnist").x_test[:len(clean)]).numpy()
+    np.testing.assert_array_equal(clean, fashion)
+
+
+def test_the_mnist_generator_is_refused_for_fashion_mnist_in_one_line_writing_nothing(
+        fashion_e2e, tmp_path):
+    mnist_gan = f"{REPO}/checkpoints/mnist/gan"
+    results_dir = tmp_path / "results"
+    before = tree_digest(tmp_path)
+    rc, _, err = run_main(*COMMON, "--mode=whitebox", f"--model={MODEL}",
+                          "--defense=defense_gan", f"--gan_dir={mnist_gan}",
+                          f"--classifier_dir={fashion_e2e / 'classifier'}",
+                          f"--results_dir={results_dir}")
+    assert rc == 2
+    line = error_line(err)
+    assert line.startswith("error: --gan_dir: ")
+    assert "'mnist'" in line and "--dataset=fashion_mnist" in line
+    assert tree_digest(tmp_path) == before and not results_dir.exists()
