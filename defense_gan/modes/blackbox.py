@@ -27,7 +27,6 @@ adversarial test images for the detection mode), examples.png and logs/.
 import dataclasses
 import io
 import os
-import shlex
 import sys
 
 import numpy as np
@@ -157,7 +156,11 @@ def run(cfg: Config) -> None:
         "optimizer": "Adam, a fresh one per round (as CleverHans' model_train)",
         "oracle": oracle.settings, "oracle_checkpoints": oracle.checkpoints,
         "oracle_answers": "labels (argmax) only"}
-    tag = evaluation.fingerprint(sub_settings)
+    # The substitute's identity: its settings and the oracle's, weights by sha256 (not by
+    # folder, so a moved checkout still finds it).
+    tag = evaluation.fingerprint(dict(
+        sub_settings, oracle={k: v for k, v in oracle.settings.items() if k != "classifier"},
+        oracle_checkpoints={k: v["sha256"] for k, v in oracle.checkpoints.items()}))
     state = substitute.SubstituteState(os.path.join(parent, ".substitutes", tag), tag)
     x_test = data.to_float(splits.x_test[:last]).numpy()
     y_test = splits.y_test[:last].astype(np.int64)
@@ -214,19 +217,15 @@ def run(cfg: Config) -> None:
         tf.argmax(sub_fn(x_eval), 1).numpy(), y_eval)))
     metrics["substitute_accuracy"] = sub_correct / len(y_eval)
     metrics["substitute_accuracy_ci95"] = list(stats.wilson_interval(sub_correct, len(y_eval)))
-    if timing["batches_resumed"] * cfg.eval_batch_size >= cfg.num_tests and \
-            results.load(results_dir).get("settings") == run_settings:
+    if results.finished_unchanged(results_dir, timing, cfg.eval_batch_size, cfg.num_tests,
+                                  run_settings):
         print(f"[blackbox] every batch was already done; kept {results_dir}/results.json "
               f"(adversarial_accuracy {metrics['adversarial_accuracy']:.4f})", flush=True)
         return
-    rate = (timing["projected_images"] / timing["projection_seconds"]
-            if timing["projection_seconds"] else None)
-    result = {"settings": run_settings, "metrics": metrics, "substitute_rounds": history,
-              "oracle_queries": history[-1]["oracle_queries"],
-              "images_per_second": rate, "timing": timing,
-              "gradient_mode": f"none: FGSM on the substitute {cfg.sub_model}, transferred",
-              "command": "python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-              "flags": dataclasses.asdict(cfg), "environment": checkpoints.environment()}
+    result = results.run_result(run_settings, metrics, timing, dataclasses.asdict(cfg),
+                                sys.argv)
+    result.update(substitute_rounds=history, oracle_queries=history[-1]["oracle_queries"],
+                  gradient_mode=f"none: FGSM on the substitute {cfg.sub_model}, transferred")
     _write_substitute_scalars(os.path.join(results_dir, "logs"), history)
     results.write(results_dir, result,
                   evaluation.load_example_images(os.path.join(results_dir, "records")))
