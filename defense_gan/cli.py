@@ -10,7 +10,7 @@ import dataclasses
 
 from absl import flags
 
-from defense_gan.config import (ATTACKS, DATASETS, DEFENSES, GRADIENTS, MODELS, MODES,
+from defense_gan.config import (ATTACKS, BLACKBOX_LABELS, DATASETS, DEFENSES, GRADIENTS, MODELS, MODES,
                                 PRECISIONS, Config, validate)
 
 FLAGS = flags.FLAGS
@@ -110,6 +110,30 @@ def define_flags() -> None:
                         "results/<dataset>/whitebox/<run>).")
 
     # --- blackbox, Defense-GAN-Rec, MagNet (issue 13) ----------------------------------------
+    flags.DEFINE_string("sub_model", "E",
+                        "blackbox: the substitute's architecture, one of A-F (the paper uses B and "
+                        "E).")
+    flags.DEFINE_integer("sub_rounds", 6,
+                         "blackbox: substitute training rounds (the release's 'data_aug'); "
+                         "the training set doubles by Jacobian augmentation between rounds.")
+    flags.DEFINE_integer("sub_epochs", 10, "blackbox: substitute training epochs per round.")
+    flags.DEFINE_float("sub_lambda", 0.1, "blackbox: Jacobian augmentation step lambda.")
+    flags.DEFINE_integer("sub_init_size", 150,
+                         "blackbox: the attacker's initial points, test[0:N] with their true "
+                         "labels; the evaluation uses the --num_tests images after them.")
+    flags.DEFINE_enum("blackbox_labels", "defended", BLACKBOX_LABELS,
+                      "blackbox: who labels the substitute's new points. defended (the "
+                      "release): the evaluated classifier behind the Defense-GAN projection, "
+                      "whatever --defense is; target: the evaluated defense itself.")
+    flags.DEFINE_integer("oracle_rec_iters", 0,
+                         "blackbox: projection steps L of oracle queries (0: --rec_iters).")
+    flags.DEFINE_integer("oracle_rec_rr", 0,
+                         "blackbox: projection restarts R of oracle queries (0: --rec_rr).")
+    flags.DEFINE_enum("oracle_precision", "same", ("same",) + PRECISIONS,
+                      "blackbox: precision of oracle queries' projection (same: --precision).")
+    flags.DEFINE_float("oracle_rec_prune_at", -1.0,
+                       "blackbox: projection early stop of oracle queries, as --rec_prune_at "
+                       "(with --rec_keep); -1: --rec_prune_at.")
 
     # --- detection and sweeps (issue 14) -----------------------------------------------------
 

@@ -21,6 +21,8 @@ ATTACKS = ("fgsm", "rand_fgsm", "cw", "pgd", "latent")
 DEFENSES = ("none", "defense_gan", "adv_tr")
 GRADIENTS = ("classifier", "bpda", "unrolled")
 PRECISIONS = ("float32", "bfloat16")
+# Who labels the black-box substitute's points (see cli.py's --blackbox_labels).
+BLACKBOX_LABELS = ("defended", "target")
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,6 +74,16 @@ class Config:
     classifier_dir: str | None = None
     results_dir: str | None = None
     # blackbox, Defense-GAN-Rec, MagNet (issue 13)
+    sub_model: str = "E"
+    sub_rounds: int = 6
+    sub_epochs: int = 10
+    sub_lambda: float = 0.1
+    sub_init_size: int = 150
+    blackbox_labels: str = "defended"
+    oracle_rec_iters: int = 0
+    oracle_rec_rr: int = 0
+    oracle_precision: str = "same"
+    oracle_rec_prune_at: float = -1.0
 
     # detection and sweeps (issue 14)
 
@@ -93,6 +105,16 @@ class Config:
     unrolled_memory_gib: float = 16.0
 
     # API, export, distribution (issue 17)
+
+    def oracle_projection(self) -> dict:
+        """blackbox: the projection of oracle queries, {rec_iters, rec_rr, rec_prune_at,
+        precision}: each --oracle_* flag, or the evaluation's own setting where it is unset."""
+        return {"rec_iters": self.oracle_rec_iters or self.rec_iters,
+                "rec_rr": self.oracle_rec_rr or self.rec_rr,
+                "rec_prune_at": (self.rec_prune_at if self.oracle_rec_prune_at == -1.0
+                                 else self.oracle_rec_prune_at),
+                "precision": (self.precision if self.oracle_precision == "same"
+                              else self.oracle_precision)}
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -155,6 +177,7 @@ def validate(cfg: Config) -> Config:
     _check(cfg.rand_alpha < cfg.fgsm_eps or cfg.attack != "rand_fgsm", "rand_alpha",
            f"must be smaller than --fgsm_eps ({cfg.fgsm_eps}), got {cfg.rand_alpha}")
     _validate_adaptive(cfg)
+    _validate_blackbox(cfg)
     if cfg.train_dir and cfg.mode.startswith("train"):
         _check(not os.path.exists(cfg.train_dir) or os.path.isdir(cfg.train_dir), "train_dir",
                f"'{cfg.train_dir}' exists and is not a directory")
@@ -216,6 +239,30 @@ def _validate_adaptive(cfg: Config) -> None:
            "needs --defense=defense_gan (it attacks the projection)")
     _check(cfg.eot_samples is None or cfg.gradient == "bpda", "eot_samples",
            f"averages BPDA gradients: use it with --gradient=bpda, not {cfg.gradient}")
+
+def _validate_blackbox(cfg: Config) -> None:
+    """The black-box flags (issue 13)."""
+    _check(cfg.sub_model in MODELS, "sub_model",
+           f"'{cfg.sub_model}' is not one of {', '.join(MODELS)} (the paper uses B and E)")
+    for name in ("sub_rounds", "sub_epochs", "sub_init_size"):
+        value = getattr(cfg, name)
+        _check(value >= 1, name, f"must be a positive integer, got {value}")
+    _check(0.0 < cfg.sub_lambda <= 1.0, "sub_lambda",
+           f"must be in (0, 1] (pixels are in [0, 1]), got {cfg.sub_lambda}")
+    _check(cfg.blackbox_labels in BLACKBOX_LABELS, "blackbox_labels",
+           f"'{cfg.blackbox_labels}' is not one of {', '.join(BLACKBOX_LABELS)}")
+    for name in ("oracle_rec_iters", "oracle_rec_rr"):
+        value = getattr(cfg, name)
+        _check(value >= 0, name, f"must be >= 0 (0: the same as --{name[7:]}), got {value}")
+    _check(cfg.oracle_precision in ("same",) + PRECISIONS, "oracle_precision",
+           f"'{cfg.oracle_precision}' is not one of same, {', '.join(PRECISIONS)}")
+    _check(cfg.oracle_rec_prune_at == -1.0 or 0.0 <= cfg.oracle_rec_prune_at < 1.0,
+           "oracle_rec_prune_at", "must be -1 (the same as --rec_prune_at) or in [0, 1), got "
+           f"{cfg.oracle_rec_prune_at}")
+    oracle = cfg.oracle_projection()
+    _check(oracle["rec_prune_at"] == 0.0 or cfg.rec_keep < oracle["rec_rr"], "rec_keep",
+           f"must be smaller than the oracle's restarts ({oracle['rec_rr']}) when its "
+           f"projection prunes (--oracle_rec_prune_at), got {cfg.rec_keep}")
 
 
 def mode_module(mode: str):

@@ -77,12 +77,15 @@ class ProjectionCache:
 
 
 def clean_cache(results_parent: str, generator_manifest: dict, settings, seed: int,
-                precision: str) -> ProjectionCache:
+                precision: str, first_index: int = 0) -> ProjectionCache:
     """The cache of clean-image reconstructions that every run under `results_parent` shares
-    (whitebox runs of any model and attack, and benchmarks/accuracy_check.py)."""
-    return ProjectionCache(os.path.join(results_parent, ".projection_cache"),
-                           {"generator": generator_manifest["files"], **settings.cache_key(),
-                            "seed": seed, "precision": precision})
+    (whitebox runs of any model and attack, and benchmarks/accuracy_check.py). Batch k holds
+    test images first_index + k * batch_size ... (blackbox evaluates test[150:])."""
+    key = {"generator": generator_manifest["files"], **settings.cache_key(), "seed": seed,
+           "precision": precision}
+    if first_index:  # only then, so the keys of existing caches are unchanged
+        key["first_index"] = first_index
+    return ProjectionCache(os.path.join(results_parent, ".projection_cache"), key)
 
 
 def reconstruct_batch(projector, cache: ProjectionCache | None, k: int, x: np.ndarray,
@@ -125,7 +128,8 @@ def reconstruct(images, projector, seed: int, cache: ProjectionCache | None = No
 
 def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
              records_dir: str, settings: dict, defended=None, cache: ProjectionCache = None,
-             fresh_seed: bool = False, progress=print):
+             fresh_seed: bool = False, progress=print, index_offset: int = 0,
+             mode: str = "whitebox"):
     """Run `attack` against the defense on images (float32 [N, H, W, C] in [0, 1]).
 
     classifier: x -> logits (the evaluated classifier, undefended or adversarially trained).
@@ -133,6 +137,8 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
     defended: a `defense.DefendedClassifier` for Defense-GAN, or None.
     fresh_seed: also classify P(x_adv) projected with a seed the attacker never saw (one more
       projection per batch; see the module docstring).
+    index_offset: the test-set index of images[0] (records' `index` are test-set indices).
+    mode: the name that starts each progress line.
     Returns (records, stats): stats has the seconds spent projecting and attacking and the
     images projected, summed over all batches that saved their timing (resumed ones too),
     `batches_resumed`, and `cpus` (CPU name -> batches computed on it).
@@ -184,7 +190,7 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         pred_clean = tf.argmax(classifier(x, training=False), 1).numpy()
         pred_adv = tf.argmax(classifier(x_adv, training=False), 1).numpy()
         diff = (x_adv - x).reshape(batch_size, -1)
-        batch_records = [{"index": lo + i, "label": int(y[i]), "pred_clean": int(pred_clean[i]),
+        batch_records = [{"index": index_offset + lo + i, "label": int(y[i]), "pred_clean": int(pred_clean[i]),
                           "pred_adv": int(pred_adv[i]),
                           "linf": float(np.abs(diff[i]).max()),
                           "l2": float(np.sqrt((diff[i] ** 2).sum()))} for i in range(count)]
@@ -225,7 +231,7 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         eta = (n - done) * elapsed / max(fresh, 1)
         acc_key = "pred_adv_defended" if defended is not None else "pred_adv"
         acc = np.mean([r[acc_key] == r["label"] for r in records])
-        progress(f"[whitebox] {done}/{n} images  adversarial accuracy so far {acc:.4f}  "
+        progress(f"[{mode}] {done}/{n} images  adversarial accuracy so far {acc:.4f}  "
                  f"{elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
     return records, stats
 

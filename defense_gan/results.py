@@ -25,6 +25,29 @@ def load(results_dir: str) -> dict:
         return {}
 
 
+def finished_unchanged(results_dir: str, timing: dict, batch_size: int, num_images: int,
+                       settings: dict) -> bool:
+    """True when `evaluation.evaluate` resumed every batch (`timing`) and results.json already
+    holds these settings: nothing was computed, so the results.json of the process that
+    finished the run (its timing and environment) is kept and a rerun changes no file."""
+    return (timing["batches_resumed"] * batch_size >= num_images
+            and load(results_dir).get("settings") == settings)
+
+
+def run_result(settings: dict, metrics: dict, timing: dict, flags: dict, argv) -> dict:
+    """The fields every evaluation's results.json has: settings, metrics, projection speed
+    (images_per_second over all batches, resumed ones too), timing, command, flags,
+    environment."""
+    import shlex
+    from defense_gan.checkpoints import environment
+    rate = (timing["projected_images"] / timing["projection_seconds"]
+            if timing["projection_seconds"] else None)
+    return {"settings": settings, "metrics": metrics, "images_per_second": rate,
+            "timing": timing,
+            "command": "python main.py " + " ".join(shlex.quote(a) for a in argv[1:]),
+            "flags": flags, "environment": environment()}
+
+
 def _mean(records, key):
     values = [r[key] for r in records if key in r]
     return float(np.mean(values)) if values else None

@@ -21,7 +21,6 @@ import sys
 
 from defense_gan import (attacks, classifiers, data, dataset_spec, evaluation, files, gan,
                          hardware, plots, projection, results)
-from defense_gan.checkpoints import environment
 from defense_gan.config import REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
 
@@ -259,25 +258,18 @@ def run_one(cfg: Config) -> None:
         defended=defended, cache=cache, fresh_seed=fresh_seed,
         progress=lambda line: print(line, flush=True))
     metrics = results.summarize(records, cfg.defense)
-    if stats["batches_resumed"] * cfg.eval_batch_size >= cfg.num_tests and \
-            results.load(results_dir).get("settings") == run_settings:
-        # Nothing computed: keep the results.json of the process that finished the run (its
-        # timing and environment), so rerunning a finished script changes no file.
+    if results.finished_unchanged(results_dir, stats, cfg.eval_batch_size, cfg.num_tests,
+                                  run_settings):
         print(f"[whitebox] every batch was already done; kept {results_dir}/results.json "
               f"(adversarial_accuracy {metrics['adversarial_accuracy']:.4f})", flush=True)
         return
-    rate = (stats["projected_images"] / stats["projection_seconds"]
-            if stats["projection_seconds"] else None)
+    result = results.run_result(run_settings, metrics, stats, dataclasses.asdict(cfg), sys.argv)
+    result["gradient_mode"] = gradient
     if cfg.defense == "defense_gan":
-        result_knowledge = attacker_knowledge(cfg, attack_proj, evaluated)
+        result["attacker_knowledge"] = attacker_knowledge(cfg, attack_proj, evaluated)
     else:
-        result_knowledge = attacker_knowledge(cfg, None, None)
-    result = {"settings": run_settings, "metrics": metrics, "images_per_second": rate,
-              "attacker_knowledge": result_knowledge,
-              "timing": stats, "gradient_mode": gradient,  # timing: all batches, resumed too
-              "command": "python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-              "flags": dataclasses.asdict(cfg)}
-    result["environment"] = environment()
+        result["attacker_knowledge"] = attacker_knowledge(cfg, None, None)
+    rate = result["images_per_second"]
     results.write(results_dir, result,
                   evaluation.load_example_images(os.path.join(results_dir, "records")),
                   spec.pixel_range)

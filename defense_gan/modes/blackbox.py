@@ -1,0 +1,256 @@
+"""--mode=blackbox: the substitute-model attack of Papernot et al. (2017) as the authors'
+release ran it (its blackbox.py, after CleverHans' MNIST black-box tutorial).
+
+The oracle is `--model` behind `--defense`. The attacker holds test[0:--sub_init_size] with
+their true labels, trains the substitute `--sub_model` for --sub_rounds rounds of
+--sub_epochs epochs, doubling its points by Jacobian augmentation (--sub_lambda) between
+rounds and asking the oracle for the labels (only) of the new points; then crafts FGSM
+(--fgsm_eps) on the substitute for the --num_tests test images after the initial ones and
+hands them to the defense, evaluated with the flags' projection (L=200, R=10 by default).
+
+Who labels the substitute (--blackbox_labels):
+  defended (default, the release's quirk): the evaluated classifier (the adversarially
+    trained one for adv_tr) behind the Defense-GAN projection, whatever --defense is: the
+    release labels with `model(gan.reconstruct(x))` in every case, so its "no defense" and
+    "adversarial training" columns were attacked by a substitute of the Defense-GAN-defended
+    model. The projection of these queries may be cheaper (--oracle_rec_iters, ...).
+  target: the evaluated defense itself.
+
+The substitute depends only on its settings and oracle, so it is kept in
+<results parent>/.substitutes/<fingerprint>/ and shared (e.g. by --defense=none and
+--defense=defense_gan with the default labels); every round and every batch of oracle labels
+is saved there as it finishes, and the evaluation records per batch in the run's folder, so
+a killed run resumes where it stopped. Writes results.json, records/, adversarial.npz (the
+adversarial test images for the detection mode), examples.png and logs/.
+"""
+
+import dataclasses
+import io
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from defense_gan import (attacks, checkpoints, data, evaluation, files, networks, predictors,
+                         results, stats, substitute, summaries)
+from defense_gan.config import REPO_ROOT, Config, ConfigError
+from defense_gan.defense import DefendedClassifier
+
+# Oracle batch k of the points made after round r projects with seed [seed, base + r * 4096 +
+# k]: never an evaluation seed [seed, k] nor a fresh-seed one [seed, (1 << 20) + k].
+ORACLE_SEED_BASE = 1 << 21
+ADVERSARIAL_FILE = "adversarial.npz"
+# The paper's substitute settings; run names mention only the ones that differ.
+PAPER_SUBSTITUTE = {"sub_rounds": 6, "sub_epochs": 10, "sub_lambda": 0.1, "sub_init_size": 150}
+LABEL_QUIRK = ("as the authors' release: the substitute's new points are labelled by the "
+               "evaluated classifier behind the Defense-GAN projection whatever --defense is "
+               "(blackbox.py labels with model(gan.reconstruct(x)) in every case)")
+
+
+def labelling_defense(cfg: Config) -> str:
+    """The defense whose answers label the substitute's points (see the module docstring)."""
+    return "defense_gan" if cfg.blackbox_labels == "defended" else cfg.defense
+
+
+def run_name(cfg: Config) -> str:
+    name = f"{cfg.model}_{cfg.defense}_sub{cfg.sub_model}"
+    if cfg.defense == "defense_gan":
+        name += f"_L{cfg.rec_iters}_R{cfg.rec_rr}"
+        if cfg.rec_prune_at:
+            name += f"_prune{cfg.rec_prune_at:g}k{cfg.rec_keep}"
+    if cfg.blackbox_labels != "defended":
+        name += f"_{cfg.blackbox_labels}labels"
+    if labelling_defense(cfg) == "defense_gan":
+        o = cfg.oracle_projection()
+        name += f"_oracleL{o['rec_iters']}R{o['rec_rr']}"
+        if o["rec_prune_at"]:
+            name += f"_prune{o['rec_prune_at']:g}k{cfg.rec_keep}"
+        if o["precision"] == "bfloat16":
+            name += "_bf16"
+    for flag, default in PAPER_SUBSTITUTE.items():
+        if getattr(cfg, flag) != default:
+            name += f"_{flag[4:]}{getattr(cfg, flag):g}"
+    return f"{name}_eps{cfg.fgsm_eps:g}_n{cfg.num_tests}" + (
+        "_bf16" if cfg.precision == "bfloat16" and cfg.defense == "defense_gan" else "")
+
+
+def _check_test_images(cfg: Config, available: int) -> None:
+    need = cfg.sub_init_size + cfg.num_tests
+    if need > available:
+        raise ConfigError(
+            f"--num_tests: blackbox needs --sub_init_size ({cfg.sub_init_size}) + --num_tests "
+            f"({cfg.num_tests}) = {need} test images but the test set has {available}; use "
+            f"--num_tests <= {max(available - cfg.sub_init_size, 0)}")
+
+
+def _adversarial_images(attack, x, batch_size):
+    """attack over x (float32 [N, ...]) in the fixed batches `evaluation.evaluate` uses (the
+    same padded batches, hence the same images it evaluates)."""
+    from defense_gan.projection import pad_batch
+    out = []
+    for lo in range(0, len(x), batch_size):
+        count = min(batch_size, len(x) - lo)
+        out.append(attack(tf.constant(pad_batch(x[lo:lo + count], batch_size))).numpy()[:count])
+    return np.concatenate(out)
+
+
+def save_adversarial(path: str, x_adv, labels, indices) -> None:
+    """adversarial.npz: x_adv float32 [N, 28, 28, 1] in [0, 1], labels int64 [N] (true
+    labels), indices int64 [N] (test-set indices). Kept as it is when it already holds the
+    same arrays, so rerunning a finished run changes no file."""
+    arrays = {"x_adv": np.asarray(x_adv, np.float32), "labels": np.asarray(labels, np.int64),
+              "indices": np.asarray(indices, np.int64)}
+    if os.path.isfile(path):
+        with np.load(path) as f:
+            if set(f.files) == set(arrays) and all(np.array_equal(f[k], v)
+                                                   for k, v in arrays.items()):
+                return
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    files.write_bytes_atomic(path, buf.getvalue())
+
+
+def _with_interval(history, n):
+    for info in history:
+        correct = int(round(info["substitute_accuracy"] * n))
+        info["substitute_accuracy_n"] = n
+        info["substitute_accuracy_ci95"] = list(stats.wilson_interval(correct, n))
+    return history
+
+
+def run(cfg: Config) -> None:
+    splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir)
+    _check_test_images(cfg, len(splits.x_test))
+    first, last = cfg.sub_init_size, cfg.sub_init_size + cfg.num_tests
+    classifier, c_manifest = predictors.evaluated_classifier(cfg)
+    label_defense = labelling_defense(cfg)
+    oracle = predictors.batch_predictor(cfg, label_defense, cfg.oracle_projection())
+    checkpoints_used = {"classifier": predictors.checkpoint_entry(c_manifest)}
+    defended, cache, precision = None, None, cfg.precision
+    results_dir = os.path.abspath(cfg.results_dir or os.path.join(
+        REPO_ROOT, "results", cfg.dataset, "blackbox", run_name(cfg)))
+    parent = os.path.dirname(results_dir)
+    if cfg.defense == "defense_gan":
+        settings = predictors.projection_settings(cfg, cfg.rec_iters, cfg.rec_rr,
+                                                  cfg.rec_prune_at)
+        projector, g_manifest, precision = predictors.load_projector(cfg, settings,
+                                                                     cfg.precision)
+        checkpoints_used["generator"] = predictors.checkpoint_entry(
+            g_manifest, iterations=g_manifest.get("iterations"))
+        defended = DefendedClassifier(classifier, projector, cfg.seed)
+        cache = evaluation.clean_cache(parent, g_manifest, settings, cfg.seed, precision,
+                                       first_index=first)
+    # Checked after every checkpoint loaded, so a bad flag elsewhere creates no folder.
+    problem = files.writable_dir_problem(results_dir)
+    if problem:
+        raise ConfigError(f"--results_dir: '{results_dir}' {problem}")
+
+    # --- the substitute ------------------------------------------------------------------------
+    sub = networks.build(networks.Classifier(cfg.sub_model), networks.MNIST_SHAPE)
+    sub_settings = {
+        "dataset": cfg.dataset, "model": cfg.sub_model, "epochs": cfg.sub_epochs,
+        "lambda": cfg.sub_lambda, "initial_points": f"test[0:{first}]",
+        "initial_labels": "true labels (as the release and CleverHans' tutorial)",
+        "learning_rate": cfg.classifier_lr, "batch_size": cfg.batch_size, "seed": cfg.seed,
+        "optimizer": "Adam, a fresh one per round (as CleverHans' model_train)",
+        "oracle": oracle.settings, "oracle_checkpoints": oracle.checkpoints,
+        "oracle_answers": "labels (argmax) only"}
+    # The substitute's identity: its settings and the oracle's, weights by sha256 (not by
+    # folder, so a moved checkout still finds it).
+    tag = evaluation.fingerprint(dict(
+        sub_settings, oracle={k: v for k, v in oracle.settings.items() if k != "classifier"},
+        oracle_checkpoints={k: v["sha256"] for k, v in oracle.checkpoints.items()}))
+    state = substitute.SubstituteState(os.path.join(parent, ".substitutes", tag), tag)
+    x_test = data.to_float(splits.x_test[:last]).numpy()
+    y_test = splits.y_test[:last].astype(np.int64)
+    x_rest = data.to_float(splits.x_test[first:]).numpy()  # every round's accuracy is on these
+    print(f"[blackbox] substitute {cfg.sub_model} of model {cfg.model} ({cfg.defense}); its "
+          f"points are labelled by {label_defense} ({cfg.blackbox_labels}) with "
+          f"{oracle.settings}; state in {state.folder}", flush=True)
+    history = substitute.train_substitute(
+        sub, x_test[:first], y_test[:first], oracle=oracle.predict,
+        oracle_batch_size=oracle.batch_size,
+        oracle_seed=lambda r, k: [cfg.seed, ORACLE_SEED_BASE + r * 4096 + k],
+        state=state, rounds=cfg.sub_rounds, epochs=cfg.sub_epochs, lam=cfg.sub_lambda,
+        batch_size=cfg.batch_size, lr=cfg.classifier_lr, seed=cfg.seed,
+        eval_x=x_rest, eval_y=splits.y_test[first:].astype(np.int64),
+        progress=lambda line: print(line, flush=True))
+    history = _with_interval(history, len(x_rest))
+    final_round = cfg.sub_rounds - 1
+    state.load_round(final_round, sub)  # the saved weights: identical in fresh and resumed runs
+    checkpoints_used["substitute"] = {
+        "folder": state.folder, "round": final_round,
+        "sha256": {os.path.basename(p): checkpoints.sha256_file(p)
+                   for p in state.weights_files(final_round)}}
+
+    # --- FGSM on the substitute, evaluated on test[first:last] -----------------------------------
+    sub_fn = lambda x: sub(x, training=False)  # noqa: E731
+    attack = attacks.make_attack("fgsm", sub_fn, eps=cfg.fgsm_eps, seed=cfg.seed)
+    x_eval, y_eval = x_test[first:last], y_test[first:last]
+    save_adversarial(os.path.join(results_dir, ADVERSARIAL_FILE),
+                     _adversarial_images(attack, x_eval, cfg.eval_batch_size), y_eval,
+                     np.arange(first, last))
+    run_settings = {
+        "model": cfg.model, "attack": "fgsm", "defense": cfg.defense,
+        "gradient": f"substitute {cfg.sub_model}", "num_tests": cfg.num_tests,
+        "test_images": f"test[{first}:{last}]", "seed": cfg.seed,
+        "batch_size": cfg.eval_batch_size, "precision": precision,
+        "attack_settings": dict(attacks.describe("fgsm", eps=cfg.fgsm_eps),
+                                crafted_on=f"the substitute ({cfg.sub_model})"),
+        "rec_iters": cfg.rec_iters, "rec_rr": cfg.rec_rr, "rec_lr": cfg.rec_lr,
+        "checkpoints": checkpoints_used,
+        "substitute": dict(sub_settings, rounds=cfg.sub_rounds, fingerprint=tag),
+        "oracle": {"labels": cfg.blackbox_labels, "labelling_defense": label_defense,
+                   "quirk": LABEL_QUIRK if cfg.blackbox_labels == "defended" else None,
+                   **oracle.settings}}
+    if cfg.defense == "defense_gan" and cfg.rec_prune_at:
+        run_settings.update(rec_prune_at=cfg.rec_prune_at, rec_keep=cfg.rec_keep)
+    run_settings = _json_roundtrip(run_settings)
+    records, timing = evaluation.evaluate(
+        x_eval, y_eval, classifier=classifier, attack=attack, batch_size=cfg.eval_batch_size,
+        seed=cfg.seed, records_dir=os.path.join(results_dir, "records"), settings=run_settings,
+        defended=defended, cache=cache, progress=lambda line: print(line, flush=True),
+        index_offset=first, mode="blackbox")
+    metrics = results.summarize(records, cfg.defense)
+    sub_correct = int(sum(p == y for p, y in zip(
+        tf.argmax(sub_fn(x_eval), 1).numpy(), y_eval)))
+    metrics["substitute_accuracy"] = sub_correct / len(y_eval)
+    metrics["substitute_accuracy_ci95"] = list(stats.wilson_interval(sub_correct, len(y_eval)))
+    if results.finished_unchanged(results_dir, timing, cfg.eval_batch_size, cfg.num_tests,
+                                  run_settings):
+        print(f"[blackbox] every batch was already done; kept {results_dir}/results.json "
+              f"(adversarial_accuracy {metrics['adversarial_accuracy']:.4f})", flush=True)
+        return
+    result = results.run_result(run_settings, metrics, timing, dataclasses.asdict(cfg),
+                                sys.argv)
+    result.update(substitute_rounds=history, oracle_queries=history[-1]["oracle_queries"],
+                  gradient_mode=f"none: FGSM on the substitute {cfg.sub_model}, transferred")
+    _write_substitute_scalars(os.path.join(results_dir, "logs"), history)
+    results.write(results_dir, result,
+                  evaluation.load_example_images(os.path.join(results_dir, "records")))
+    print(f"[blackbox] substitute accuracy {metrics['substitute_accuracy']:.4f}, "
+          f"{result['oracle_queries']} oracle queries; "
+          f"clean {metrics['clean_accuracy']:.4f}, adversarial "
+          f"{stats.format_accuracy(_correct(records, cfg.defense), len(records))}", flush=True)
+    print(f"[blackbox] wrote {results_dir}/results.json", flush=True)
+
+
+def _correct(records, defense):
+    key = "pred_adv_defended" if defense == "defense_gan" else "pred_adv"
+    return sum(r[key] == r["label"] for r in records)
+
+
+def _json_roundtrip(obj):
+    import json
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _write_substitute_scalars(log_dir, history):
+    writer = tf.summary.create_file_writer(log_dir)
+    for info in history:
+        summaries.scalars(writer, info["round"], {
+            "substitute/accuracy": info["substitute_accuracy"],
+            "substitute/oracle_queries": info["oracle_queries"],
+            "substitute/train_size": info["train_size"]})
+    writer.flush()

@@ -1,0 +1,115 @@
+"""Each `--defense` as a batch predictor built from a Config: what a black-box attacker may
+query (the oracle), and the loaders of the pieces a defense is made of.
+
+A predictor maps a fixed-size batch of images to labels only (argmax), as the release's
+oracle answered (Papernot et al.'s attacker sees labels, not probabilities). A new defense
+(e.g. MagNet) plugs in by one function `(cfg, projection) -> Predictor` added to PREDICTORS.
+
+    predictor = batch_predictor(cfg, "defense_gan", projection={...})
+    labels = predictor.predict(x, seed=[s, k])   # x float32 [batch_size, H, W, C] in [0, 1]
+"""
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from defense_gan import classifiers, gan, hardware, networks
+from defense_gan import projection as projection_lib
+
+
+@dataclasses.dataclass
+class Predictor:
+    """predict(x float32 [batch_size, H, W, C] in [0, 1], seed int32 [2]) -> int64 labels
+    [batch_size]. `seed` fixes the randomness of a stochastic defense (the projection's
+    restarts) and is ignored by deterministic ones. `settings`: what answers, for results.json;
+    `checkpoints`: {name: {folder, sha256}} of the weights it uses."""
+    predict: Callable
+    batch_size: int
+    settings: dict
+    checkpoints: dict
+
+
+def evaluated_classifier(cfg):
+    """(classifier, manifest) of the classifier `--defense` evaluates: the adversarially
+    trained `--model` for adv_tr, else the plain one (--classifier_dir overrides both)."""
+    return classifiers.load_classifier(
+        cfg.resolved_classifier_dir(adv=cfg.defense == "adv_tr"), cfg.dataset, cfg.model)
+
+
+def checkpoint_entry(manifest: dict, **extra) -> dict:
+    return {"folder": manifest["folder"], "sha256": manifest["files"], **extra}
+
+
+def load_projector(cfg, settings: projection_lib.ProjectionSettings, precision: str,
+                   image_shape=networks.MNIST_SHAPE):
+    """(projector, generator manifest, precision used) for the generator of `cfg`
+    (--gan_dir or the shipped one). bfloat16 falls back to float32 where it would be emulated.
+    """
+    precision = hardware.resolve_precision(precision)
+    generator, manifest = gan.load_generator(cfg.resolved_gan_dir(), cfg.dataset, precision)
+    projector = projection_lib.Projector(generator, image_shape,
+                                         int(manifest.get("latent_dim", 128)), settings)
+    return projector, manifest, precision
+
+
+def projection_settings(cfg, rec_iters: int, rec_rr: int, rec_prune_at: float):
+    return projection_lib.ProjectionSettings(rec_iters, rec_rr, cfg.rec_lr,
+                                             batch_size=cfg.eval_batch_size,
+                                             rec_prune_at=rec_prune_at, rec_keep=cfg.rec_keep)
+
+
+def _argmax(logits) -> np.ndarray:
+    return tf.argmax(logits, axis=1).numpy()
+
+
+def _classifier_predictor(cfg, projection: dict) -> Predictor:
+    """none / adv_tr: the evaluated classifier on x."""
+    classifier, manifest = evaluated_classifier(cfg)
+    return Predictor(lambda x, seed: _argmax(classifier(x, training=False)),
+                     cfg.eval_batch_size,
+                     {"defense": cfg.defense, "classifier": manifest["folder"]},
+                     {"classifier": checkpoint_entry(manifest)})
+
+
+def _defense_gan_predictor(cfg, projection: dict) -> Predictor:
+    """The evaluated classifier on P(x), P projected with `projection` ({rec_iters, rec_rr,
+    rec_prune_at, precision})."""
+    classifier, c_manifest = evaluated_classifier(cfg)
+    settings = projection_settings(cfg, projection["rec_iters"], projection["rec_rr"],
+                                   projection["rec_prune_at"])
+    projector, g_manifest, precision = load_projector(cfg, settings, projection["precision"])
+
+    def predict(x, seed):
+        x_rec = projector(x, seed)[0]
+        return _argmax(classifier(x_rec, training=False))
+    described = {"defense": "defense_gan", "classifier": c_manifest["folder"],
+                 "rec_iters": settings.rec_iters, "rec_rr": settings.rec_rr,
+                 "rec_lr": settings.rec_lr, "precision": precision}
+    if settings.pruning:
+        described.update(rec_prune_at=settings.rec_prune_at, rec_keep=settings.rec_keep)
+    return Predictor(predict, cfg.eval_batch_size, described,
+                     {"classifier": checkpoint_entry(c_manifest),
+                      "generator": checkpoint_entry(g_manifest,
+                                                    iterations=g_manifest.get("iterations"))})
+
+
+# --defense -> (cfg, projection) -> Predictor. `projection` is the Defense-GAN projection to
+# use ({rec_iters, rec_rr, rec_prune_at, precision}); defenses without one ignore it.
+PREDICTORS = {"none": _classifier_predictor, "adv_tr": _classifier_predictor,
+              "defense_gan": _defense_gan_predictor}
+
+
+def batch_predictor(cfg, defense: str | None = None, projection: dict | None = None
+                    ) -> Predictor:
+    """Defense `defense` (default cfg.defense) in front of cfg's evaluated classifier (the
+    adversarially trained one when cfg.defense is adv_tr) as a batch predictor. `projection`
+    defaults to the evaluation's (--rec_iters, --rec_rr, --rec_prune_at, --precision)."""
+    defense = defense or cfg.defense
+    if defense not in PREDICTORS:
+        raise ValueError(f"no batch predictor for defense '{defense}' "
+                         f"(known: {', '.join(PREDICTORS)})")
+    projection = projection or {"rec_iters": cfg.rec_iters, "rec_rr": cfg.rec_rr,
+                                "rec_prune_at": cfg.rec_prune_at, "precision": cfg.precision}
+    return PREDICTORS[defense](cfg, projection)

@@ -1,0 +1,146 @@
+"""`main.py --mode=blackbox` end to end with flags/smoke.cfg (8 initial points, 2 rounds of 2
+epochs, 8 evaluated images in batches of 4, L=3, R=2), the session's smoke GAN and smoke
+classifier (model E): what a run writes, the substitute shared between defenses, resuming a
+killed run, and one-line refusals of bad input."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import SMOKE_CLASSIFIER_MODEL, SMOKE_FLAGFILE, error_line, run_main, tree_digest
+
+INIT, NUM_TESTS, EVAL_BATCH = 8, 8, 4  # flags/smoke.cfg
+
+
+def blackbox(results_dir, gan_dir, classifier_dir, *extra):
+    return run_main(f"--flagfile={SMOKE_FLAGFILE}", "--mode=blackbox",
+                    f"--model={SMOKE_CLASSIFIER_MODEL}", "--sub_model=E",
+                    f"--gan_dir={gan_dir}", f"--classifier_dir={classifier_dir}",
+                    f"--results_dir={results_dir}", *extra)
+
+
+def read_results(results_dir) -> dict:
+    return json.loads((results_dir / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, smoke_run, smoke_classifier):
+    """{defense: (results_dir, stdout)}: --defense=none, then --defense=defense_gan in the same
+    parent folder (so they may share the substitute)."""
+    parent = tmp_path_factory.mktemp("blackbox")
+    out = {}
+    for defense in ("none", "defense_gan"):
+        rc, stdout, err = blackbox(parent / defense, smoke_run.train_dir,
+                                   smoke_classifier.train_dir, f"--defense={defense}")
+        assert rc == 0, f"blackbox --defense={defense} failed ({rc}):\n{stdout}\n{err}"
+        out[defense] = (parent / defense, stdout)
+    return out
+
+
+def test_a_run_reports_the_substitute_rounds_queries_and_wilson_intervals(runs):
+    result = read_results(runs["none"][0])
+    rounds = result["substitute_rounds"]
+    assert [r["train_size"] for r in rounds] == [INIT, 2 * INIT]
+    assert [r["oracle_queries"] for r in rounds] == [0, INIT]  # initial labels are true ones
+    assert result["oracle_queries"] == INIT
+    for r in rounds:
+        low, high = r["substitute_accuracy_ci95"]
+        assert low <= r["substitute_accuracy"] <= high
+    m = result["metrics"]
+    assert m["num_images"] == NUM_TESTS
+    assert m["adversarial_accuracy_ci95"][0] <= m["adversarial_accuracy"]
+    assert m["mean_linf"] == pytest.approx(0.3, abs=1e-5)  # FGSM on the substitute moved x
+    assert result["settings"]["test_images"] == f"test[{INIT}:{INIT + NUM_TESTS}]"
+
+
+def test_by_default_the_substitute_of_an_undefended_model_is_labelled_through_defense_gan(runs):
+    oracle = read_results(runs["none"][0])["settings"]["oracle"]
+    assert oracle["labels"] == "defended" and oracle["labelling_defense"] == "defense_gan"
+    assert "release" in oracle["quirk"]
+    assert (oracle["rec_iters"], oracle["rec_rr"]) == (3, 2)
+
+
+def test_defense_gan_reuses_the_substitute_of_the_same_oracle_and_asks_nothing(runs):
+    none, gan = (read_results(runs[d][0]) for d in ("none", "defense_gan"))
+    assert "oracle labelled" not in runs["defense_gan"][1]
+    assert gan["settings"]["checkpoints"]["substitute"] == \
+        none["settings"]["checkpoints"]["substitute"]
+    assert gan["substitute_rounds"] == none["substitute_rounds"]
+    m = gan["metrics"]
+    assert 0 < m["mean_mse_clean"] < 1 and 0 < m["mean_mse_adv"] < 1
+    assert m["defended_clean_accuracy"] is not None
+
+
+def test_records_use_test_set_indices_and_the_whitebox_keys(runs):
+    batch = json.loads((runs["defense_gan"][0] / "records" / "batch_00000.json").read_text())
+    record = batch["records"][0]
+    assert record["index"] == INIT
+    assert {"label", "pred_clean", "pred_adv", "pred_clean_defended", "pred_adv_defended",
+            "mse_clean", "mse_adv"} <= set(record)
+
+
+def test_adversarial_npz_holds_the_evaluated_images_labels_and_test_indices(runs):
+    from defense_gan import data
+    results_dir = runs["none"][0]
+    with np.load(results_dir / "adversarial.npz") as f:
+        x_adv, labels, indices = f["x_adv"], f["labels"], f["indices"]
+    assert x_adv.dtype == np.float32 and x_adv.shape == (NUM_TESTS, 28, 28, 1)
+    np.testing.assert_array_equal(indices, np.arange(INIT, INIT + NUM_TESTS))
+    splits = data.load("mnist")
+    np.testing.assert_array_equal(labels, splits.y_test[INIT:INIT + NUM_TESTS])
+    clean = splits.x_test[INIT:INIT + NUM_TESTS].astype(np.float32) / 255.0
+    linf = np.abs(x_adv - clean).reshape(NUM_TESTS, -1).max(axis=1)
+    records = [r for k in range(2) for r in json.loads(
+        (results_dir / "records" / f"batch_{k:05d}.json").read_text())["records"]]
+    np.testing.assert_allclose(linf, [r["linf"] for r in records], atol=1e-6)
+
+
+def test_the_run_writes_substitute_scalars_for_tensorboard(runs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(runs["none"][0] / "logs"))
+    acc.Reload()
+    tags = set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
+    assert {"substitute/accuracy", "substitute/oracle_queries"} <= tags
+
+
+def test_a_killed_run_resumes_and_gives_the_same_results(runs, smoke_run, smoke_classifier,
+                                                         tmp_path):
+    first_dir = runs["defense_gan"][0]
+    shutil.copytree(first_dir.parent, tmp_path / "copy", symlinks=True)
+    results_dir = tmp_path / "copy" / "defense_gan"
+    (tmp_path / "copy" / "none").rename(tmp_path / "copy" / "unused")
+    # Killed while the oracle labelled round 1's second batch, before any evaluation.
+    (sub,) = (tmp_path / "copy" / ".substitutes").iterdir()
+    shutil.rmtree(sub / "round_01")
+    (sub / "labels_00" / "batch_00001.npz").unlink()
+    shutil.rmtree(results_dir / "records")
+    (results_dir / "results.json").unlink()
+    rc, out, err = blackbox(results_dir, smoke_run.train_dir, smoke_classifier.train_dir,
+                            "--defense=defense_gan")
+    assert rc == 0, err
+    assert out.count("oracle labelled") == 1  # the missing batch only
+    first, again = read_results(first_dir), read_results(results_dir)
+    assert again["metrics"] == first["metrics"]
+    assert again["settings"]["checkpoints"]["substitute"]["sha256"] == \
+        first["settings"]["checkpoints"]["substitute"]["sha256"]
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--sub_model=Z"], ["--sub_model", "'Z'"]),
+    (["--num_tests=9993"], ["--num_tests", "--sub_init_size", "9992"]),
+    (["--oracle_rec_prune_at=1.5"], ["--oracle_rec_prune_at"]),
+], ids=["sub_model_Z", "too_few_test_images", "oracle_prune_1.5"])
+def test_bad_input_exits_2_with_one_error_line_and_writes_nothing(args, named, tmp_path,
+                                                                   smoke_run, smoke_classifier):
+    (tmp_path / "results").mkdir()
+    before = tree_digest(tmp_path)
+    rc, out, err = blackbox(tmp_path / "results" / "run", smoke_run.train_dir,
+                            smoke_classifier.train_dir, "--defense=none", *args)
+    assert rc == 2, f"{out}\n{err}"
+    line = error_line(err)
+    for text in named:
+        assert text in line, line
+    assert tree_digest(tmp_path) == before and not (tmp_path / "results" / "run").exists()
+    assert not (tmp_path / "results" / ".substitutes").exists()
