@@ -1,22 +1,75 @@
 """--mode=whitebox: attack a (defended) classifier on the first --num_tests test images.
 
---defense none: the plain classifier; adv_tr: the adversarially trained one; defense_gan:
-projection then the plain classifier, with the attacker's gradient chosen by --gradient.
+--defense none: the plain classifier; adv_tr: the adversarially trained one (at
+--adv_train_eps); defense_gan: projection then the plain classifier (or the Rec classifier with
+--rec_classifier), with the attacker's gradient chosen by --gradient; magnet: MagNet's
+detectors and reformer, the attacker's gradient chosen by --magnet_gradient.
 Writes results.json, per-batch records, examples.png into the run's folder (default
 results/<dataset>/whitebox/<run>) and rebuilds the table index.md beside it (one row per run
 folder; untracked, RESULTS.md is the curated table).
 """
 
+import collections
 import dataclasses
 import os
 import shlex
 import sys
 
-from defense_gan import (attacks, classifiers, data, evaluation, files, gan, hardware,
+from defense_gan import (attacks, classifiers, data, evaluation, files, gan, hardware, magnet,
                          projection, results)
 from defense_gan.checkpoints import environment
-from defense_gan.config import REPO_ROOT, Config, ConfigError
+from defense_gan.config import DEFAULT_ADV_TRAIN_EPS, REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
+
+# What a defense builder returns: the defense object (evaluation's interface), the attacker's
+# model_fn, the clean-image cache (or None), the checkpoints it loaded, the precision it runs
+# at, the attacker's gradient as results.json names it, and settings it adds to the run's.
+Defense = collections.namedtuple("Defense", "defended model_fn cache checkpoints precision "
+                                            "gradient settings")
+
+
+def _defense_gan(cfg: Config, classifier, splits, results_dir) -> Defense:
+    precision = hardware.resolve_precision(cfg.precision)  # float32 where bf16 is emulated
+    generator, g_manifest = gan.load_generator(cfg.resolved_gan_dir(), cfg.dataset, precision)
+    settings = projection.ProjectionSettings(cfg.rec_iters, cfg.rec_rr, cfg.rec_lr,
+                                             batch_size=cfg.eval_batch_size,
+                                             rec_prune_at=cfg.rec_prune_at,
+                                             rec_keep=cfg.rec_keep)
+    projector = projection.Projector(generator, splits.image_shape,
+                                     int(g_manifest.get("latent_dim", 128)), settings)
+    defended = DefendedClassifier(classifier, projector, cfg.seed)
+    cache = evaluation.clean_cache(os.path.dirname(results_dir), g_manifest, settings,
+                                   cfg.seed, precision)
+    used = {"generator": {"folder": g_manifest["folder"], "sha256": g_manifest["files"],
+                          "iterations": g_manifest.get("iterations")}}
+    extra = {"classifier_variant": "rec"} if cfg.rec_classifier else {}
+    return Defense(defended, defended.attack_model_fn(cfg.gradient), cache, used, precision,
+                   cfg.gradient, extra)
+
+
+def _magnet(cfg: Config, classifier, splits, results_dir) -> Defense:
+    model, m_manifest = magnet.load(cfg.resolved_magnet_dir(), cfg.dataset, splits.image_shape)
+    # Thresholds at --magnet_fpr on the clean validation split (MagNet's rule; a second).
+    marks = magnet.detector_marks(model, data.to_float(splits.x_val).numpy())
+    thresholds = magnet.thresholds(marks, cfg.magnet_fpr)
+    defended = magnet.MagNetDefense(classifier, model, thresholds)
+    used = {"magnet": {"folder": m_manifest["folder"], "sha256": m_manifest["files"],
+                       "epochs": m_manifest.get("epochs")}}
+    gradient = {"full": "full: the exact gradient of classifier(reformer(x))",
+                "bpda": "bpda: reformer as the identity on the backward pass",
+                "classifier": "classifier: the undefended classifier's gradient"}[
+        cfg.magnet_gradient] + " (detectors not in the loss)"
+    extra = {"gradient": cfg.magnet_gradient, "magnet_fpr": cfg.magnet_fpr,
+             "magnet_thresholds": thresholds,
+             "counting": "an adversarial input rejected by a detector counts as correct, a "
+                         "rejected clean input as an error (MagNet's evaluation)"}
+    return Defense(defended, defended.attack_model_fn(cfg.magnet_gradient), None, used,
+                   cfg.precision, gradient, extra)
+
+
+# --defense values that wrap the classifier in a defense object; the others (none, adv_tr)
+# attack the loaded classifier itself.
+DEFENSE_BUILDERS = {"defense_gan": _defense_gan, "magnet": _magnet}
 
 
 ITERATIVE_ATTACKS = ("cw", "pgd")
@@ -24,10 +77,14 @@ ITERATIVE_ATTACKS = ("cw", "pgd")
 
 def run_name(cfg: Config) -> str:
     name = f"{cfg.model}_{cfg.defense}"
+    if cfg.defense == "adv_tr" and cfg.adv_train_eps != DEFAULT_ADV_TRAIN_EPS:
+        name += f"{cfg.adv_train_eps:g}"
     if cfg.defense == "defense_gan":
-        name += f"_{cfg.gradient}_L{cfg.rec_iters}_R{cfg.rec_rr}"
+        name += f"{'_rec' if cfg.rec_classifier else ''}_{cfg.gradient}_L{cfg.rec_iters}_R{cfg.rec_rr}"
         if cfg.rec_prune_at:
             name += f"_prune{cfg.rec_prune_at:g}k{cfg.rec_keep}"
+    if cfg.defense == "magnet":
+        name += f"_{cfg.magnet_gradient}_fpr{cfg.magnet_fpr:g}"
     eps = "" if cfg.attack == "cw" else f"_eps{cfg.fgsm_eps:g}"
     return f"{name}_{cfg.attack}{eps}_n{cfg.num_tests}" + (
         "_bf16" if cfg.precision == "bfloat16" else "")
@@ -39,31 +96,20 @@ def run(cfg: Config) -> None:
         raise ConfigError(f"--num_tests: {cfg.num_tests} exceeds the {len(splits.x_test)} "
                           "test images")
     classifier, c_manifest = classifiers.load_classifier(
-        cfg.resolved_classifier_dir(adv=cfg.defense == "adv_tr"), cfg.dataset, cfg.model)
+        cfg.resolved_classifier_dir(adv=cfg.defense == "adv_tr", rec=cfg.rec_classifier),
+        cfg.dataset, cfg.model)
     results_dir = os.path.abspath(cfg.results_dir or os.path.join(REPO_ROOT, "results", cfg.dataset,
                                                   "whitebox", run_name(cfg)))
     checkpoints_used = {"classifier": {"folder": c_manifest["folder"],
                                        "sha256": c_manifest["files"]}}
-    defended, cache = None, None
-    model_fn = lambda x: classifier(x, training=False)  # noqa: E731
-    precision = cfg.precision
-    if cfg.defense == "defense_gan":
-        precision = hardware.resolve_precision(cfg.precision)  # float32 where bf16 is emulated
-        generator, g_manifest = gan.load_generator(cfg.resolved_gan_dir(), cfg.dataset,
-                                                   precision)
-        checkpoints_used["generator"] = {"folder": g_manifest["folder"],
-                                         "sha256": g_manifest["files"],
-                                         "iterations": g_manifest.get("iterations")}
-        settings = projection.ProjectionSettings(cfg.rec_iters, cfg.rec_rr, cfg.rec_lr,
-                                                 batch_size=cfg.eval_batch_size,
-                                                 rec_prune_at=cfg.rec_prune_at,
-                                                 rec_keep=cfg.rec_keep)
-        projector = projection.Projector(generator, splits.image_shape,
-                                         int(g_manifest.get("latent_dim", 128)), settings)
-        defended = DefendedClassifier(classifier, projector, cfg.seed)
-        model_fn = defended.attack_model_fn(cfg.gradient)
-        cache = evaluation.clean_cache(os.path.dirname(results_dir), g_manifest, settings,
-                                       cfg.seed, precision)
+    built = None
+    if cfg.defense in DEFENSE_BUILDERS:
+        built = DEFENSE_BUILDERS[cfg.defense](cfg, classifier, splits, results_dir)
+        checkpoints_used.update(built.checkpoints)
+    defended = built.defended if built else None
+    cache = built.cache if built else None
+    model_fn = built.model_fn if built else (lambda x: classifier(x, training=False))
+    precision = built.precision if built else cfg.precision
     attack = attacks.make_attack(cfg.attack, model_fn, eps=cfg.fgsm_eps, alpha=cfg.rand_alpha,
                                  pgd_steps=cfg.pgd_steps, cw_iters=cfg.cw_iters,
                                  cw_lr=cfg.cw_lr, cw_c=cfg.cw_c, seed=cfg.seed)
@@ -78,14 +124,17 @@ def run(cfg: Config) -> None:
         "checkpoints": checkpoints_used}
     if cfg.rec_prune_at:
         run_settings.update(rec_prune_at=cfg.rec_prune_at, rec_keep=cfg.rec_keep)
+    if cfg.defense == "adv_tr" and cfg.adv_train_eps != DEFAULT_ADV_TRAIN_EPS:
+        run_settings["adv_train_eps"] = cfg.adv_train_eps
+    if built:
+        run_settings.update(built.settings)
     # Iterative attacks through BPDA see the defender's restarts at every step and can fit
     # them: their runs also report P(x_adv) under restarts the attacker never saw.
     fresh_seed = (cfg.defense == "defense_gan" and cfg.gradient == "bpda"
                   and cfg.attack in ITERATIVE_ATTACKS)
     if fresh_seed:
         run_settings["fresh_seed_check"] = True
-    gradient = (cfg.gradient if cfg.defense == "defense_gan" else
-                "the evaluated classifier's own gradient")
+    gradient = built.gradient if built else "the evaluated classifier's own gradient"
     # Checked after every checkpoint loaded, so a bad flag elsewhere creates no folder.
     problem = files.writable_dir_problem(results_dir)
     if problem:
@@ -120,7 +169,7 @@ def run(cfg: Config) -> None:
     shown = {k: v for k, v in metrics.items() if v is not None}
     print("[whitebox] " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                     for k, v in shown.items()), flush=True)
-    if rate:
+    if rate and cfg.defense == "defense_gan":
         print(f"[whitebox] projection: {rate:.2f} images/s (L={cfg.rec_iters}, "
               f"R={cfg.rec_rr})", flush=True)
     print(f"[whitebox] wrote {results_dir}/results.json", flush=True)
