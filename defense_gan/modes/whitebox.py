@@ -80,7 +80,8 @@ def run_name(cfg: Config) -> str:
     if cfg.defense == "adv_tr" and cfg.adv_train_eps != DEFAULT_ADV_TRAIN_EPS:
         name += f"{cfg.adv_train_eps:g}"
     if cfg.defense == "defense_gan":
-        name += f"{'_rec' if cfg.rec_classifier else ''}_{cfg.gradient}_L{cfg.rec_iters}_R{cfg.rec_rr}"
+        name += "_rec" if cfg.rec_classifier else ""
+        name += f"_{cfg.gradient}_L{cfg.rec_iters}_R{cfg.rec_rr}"
         if cfg.rec_prune_at:
             name += f"_prune{cfg.rec_prune_at:g}k{cfg.rec_keep}"
     if cfg.defense == "magnet":
