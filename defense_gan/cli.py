@@ -10,8 +10,8 @@ import dataclasses
 
 from absl import flags
 
-from defense_gan.config import (ATTACKS, BLACKBOX_LABELS, DATASETS, DEFENSES, GRADIENTS, MODELS, MODES,
-                                PRECISIONS, Config, validate)
+from defense_gan.config import (ATTACKS, BLACKBOX_LABELS, DATASETS, DEFENSES, GRADIENTS,
+                                MAGNET_GRADIENTS, MODELS, MODES, PRECISIONS, Config, validate)
 
 FLAGS = flags.FLAGS
 _DEFINED = False
@@ -45,7 +45,8 @@ def define_flags() -> None:
                         "Where a training mode writes checkpoints, flags.json and TensorBoard "
                         "logs; "
                         "running the same command again resumes there. Default: runs/<dataset>/gan "
-                        "or runs/<dataset>/classifier_<model>[_adv]. Never the shipped "
+                        "or runs/<dataset>/classifier_<model>[_adv[<eps>]][_rec] or "
+                        "runs/<dataset>/magnet. Never the shipped "
                         "checkpoints/.")
     flags.DEFINE_integer("iterations", 20000,
                          "train_gan: generator iterations in total (the paper's release used "
@@ -62,7 +63,10 @@ def define_flags() -> None:
     flags.DEFINE_bool("adv_train", False,
                       "train_classifier: adversarial-training baseline, "
                       "loss = (xent(clean) + xent(FGSM(--adv_train_eps))) / 2.")
-    flags.DEFINE_float("adv_train_eps", 0.15, "FGSM eps for --adv_train, in [0, 1].")
+    flags.DEFINE_float("adv_train_eps", 0.15,
+                       "FGSM eps for --adv_train, in [0, 1]; also selects the classifier of "
+                       "--defense=adv_tr (folder classifier_<model>_adv for 0.15, "
+                       "classifier_<model>_adv<eps> otherwise).")
     flags.DEFINE_integer("log_every", 100, "Print progress and write scalars every N steps.")
     flags.DEFINE_integer("image_every", 1000, "Write a sample image grid every N steps.")
     flags.DEFINE_integer("checkpoint_every", 500, "Save a checkpoint every N steps.")
@@ -84,7 +88,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("attack", "fgsm", ATTACKS, "White-box attack.")
     flags.DEFINE_enum("defense", "defense_gan", DEFENSES,
                       "none: the plain classifier; defense_gan: projection then classifier; "
-                      "adv_tr: the adversarially trained classifier.")
+                      "adv_tr: the adversarially trained classifier (at --adv_train_eps); "
+                      "magnet: MagNet's detectors and reformer (--magnet_dir).")
     flags.DEFINE_enum("gradient", "classifier", GRADIENTS,
                       "What gradient the attacker gets through Defense-GAN. classifier: the attack "
                       "is computed on the undefended classifier (the release's advice); bpda: the "
@@ -134,6 +139,50 @@ def define_flags() -> None:
     flags.DEFINE_float("oracle_rec_prune_at", -1.0,
                        "blackbox: projection early stop of oracle queries, as --rec_prune_at "
                        "(with --rec_keep); -1: --rec_prune_at.")
+    flags.DEFINE_bool("train_on_recs", False,
+                      "train_classifier: train on reconstructions of the training images "
+                      "(Defense-GAN-Rec), read from --recs_dir (built first where missing). "
+                      "Default --train_dir runs/<dataset>/classifier_<model>_rec.")
+    flags.DEFINE_string("recs_dir", None,
+                        "Reconstruction cache of --train_on_recs (default: "
+                        "runs/<dataset>/recs/L<L>_R<R>[_bf16][_prune<p>k<keep>]_s<seed>); "
+                        "refused when its key.json (generator sha256, L, R, lr, precision, "
+                        "early stop, seed) differs from this run's.")
+    flags.DEFINE_integer("recs_rec_iters", 200, "--train_on_recs: projection steps L.")
+    flags.DEFINE_integer("recs_rec_rr", 10, "--train_on_recs: projection restarts R.")
+    flags.DEFINE_enum("recs_precision", "bfloat16", PRECISIONS,
+                      "--train_on_recs: projection precision (float32 where bf16 is emulated).")
+    flags.DEFINE_float("recs_rec_prune_at", 0.25,
+                       "--train_on_recs: early stop after this fraction of L (0: off).")
+    flags.DEFINE_integer("recs_rec_keep", 2,
+                         "--train_on_recs: restarts kept after --recs_rec_prune_at.")
+    flags.DEFINE_integer("recs_chunk_size", 1000,
+                         "--train_on_recs: images per cache chunk (a multiple of "
+                         "--eval_batch_size); a killed build resumes at the next chunk.")
+    flags.DEFINE_integer("recs_validation", 1000,
+                         "--train_on_recs: validation images also reconstructed, for the "
+                         "manifest's validation_rec_accuracy (0: none).")
+    flags.DEFINE_bool("rec_classifier", False,
+                      "whitebox --defense=defense_gan: use the classifier trained on "
+                      "reconstructions (checkpoints/<dataset>/classifier_<model>_rec), i.e. "
+                      "Defense-GAN-Rec.")
+    flags.DEFINE_string("magnet_dir", None,
+                        "MagNet checkpoint for --defense=magnet (default: the shipped "
+                        "checkpoints/<dataset>/magnet; a --train_dir of train_magnet works).")
+    flags.DEFINE_integer("magnet_epochs", 100,
+                         "train_magnet: epochs of both auto-encoders (MagNet used 100).")
+    flags.DEFINE_integer("magnet_batch_size", 256, "train_magnet: batch size (MagNet used 256).")
+    flags.DEFINE_float("magnet_noise", 0.1,
+                       "train_magnet: std of the Gaussian noise added to training inputs "
+                       "(MagNet's v_noise 0.1).")
+    flags.DEFINE_float("magnet_fpr", 0.001,
+                       "MagNet: fraction of validation images each detector rejects; sets its "
+                       "threshold (MagNet's drop rate 0.001).")
+    flags.DEFINE_enum("magnet_gradient", "full", MAGNET_GRADIENTS,
+                      "whitebox --defense=magnet: the attacker's gradient. full: the exact "
+                      "gradient of classifier(reformer(x)) (the reformer is differentiable); "
+                      "bpda: reformer treated as the identity on the backward pass; classifier: "
+                      "the undefended classifier's. The detectors are never in the loss.")
 
     # --- detection and sweeps (issue 14) -----------------------------------------------------
 

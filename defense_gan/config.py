@@ -13,14 +13,19 @@ import os
 from defense_gan.errors import ConfigError, DefenseGanError, TrainingError  # noqa: F401
 
 # Each mode is the module defense_gan/modes/<mode>.py with a `run(cfg)` function.
-MODES = ("train_gan", "train_classifier", "whitebox", "blackbox", "detect", "export")
+MODES = ("train_gan", "train_classifier", "whitebox", "blackbox", "detect", "export",
+         "train_magnet")
 DATASETS = ("mnist", "fashion_mnist", "celeba")
 IMPLEMENTED_DATASETS = ("mnist", "fashion_mnist", "celeba")
 MODELS = ("A", "B", "C", "D", "E", "F")
 ATTACKS = ("fgsm", "rand_fgsm", "cw", "pgd", "latent")
-DEFENSES = ("none", "defense_gan", "adv_tr")
+DEFENSES = ("none", "defense_gan", "adv_tr", "magnet")
 GRADIENTS = ("classifier", "bpda", "unrolled")
 PRECISIONS = ("float32", "bfloat16")
+MAGNET_GRADIENTS = ("full", "bpda", "classifier")
+# The adversarially trained classifiers at this eps keep the folder name classifier_<m>_adv;
+# other eps get classifier_<m>_adv<eps> (e.g. classifier_A_adv0.3).
+DEFAULT_ADV_TRAIN_EPS = 0.15
 # Who labels the black-box substitute's points (see cli.py's --blackbox_labels).
 BLACKBOX_LABELS = ("defended", "target")
 
@@ -84,6 +89,22 @@ class Config:
     oracle_rec_rr: int = 0
     oracle_precision: str = "same"
     oracle_rec_prune_at: float = -1.0
+    train_on_recs: bool = False
+    recs_dir: str | None = None
+    recs_rec_iters: int = 200
+    recs_rec_rr: int = 10
+    recs_precision: str = "bfloat16"
+    recs_rec_prune_at: float = 0.25
+    recs_rec_keep: int = 2
+    recs_chunk_size: int = 1000
+    recs_validation: int = 1000
+    rec_classifier: bool = False
+    magnet_dir: str | None = None
+    magnet_epochs: int = 100
+    magnet_batch_size: int = 256
+    magnet_noise: float = 0.1
+    magnet_fpr: float = 0.001
+    magnet_gradient: str = "full"
 
     # detection and sweeps (issue 14)
 
@@ -126,22 +147,49 @@ class Config:
         return os.path.join(REPO_ROOT, "data", self.dataset)
 
     def classifier_name(self) -> str:
-        return f"classifier_{self.model}" + ("_adv" if self.adv_train else "")
+        return classifier_folder(self.model, self.adv_train_eps if self.adv_train else None,
+                                 self.train_on_recs)
 
     def resolved_train_dir(self) -> str:
         if self.train_dir:
             return self.train_dir
-        name = "gan" if self.mode == "train_gan" else self.classifier_name()
+        name = {"train_gan": "gan", "train_magnet": "magnet"}.get(self.mode) or \
+            self.classifier_name()
         return os.path.join(REPO_ROOT, "runs", self.dataset, name)
 
     def resolved_gan_dir(self) -> str:
         return self.gan_dir or os.path.join(REPO_ROOT, "checkpoints", self.dataset, "gan")
 
-    def resolved_classifier_dir(self, adv: bool = False) -> str:
+    def resolved_classifier_dir(self, adv: bool = False, rec: bool = False) -> str:
+        """--classifier_dir, else the shipped classifier: adversarially trained at
+        --adv_train_eps (adv), trained on reconstructions (rec), or plain."""
         if self.classifier_dir:
             return self.classifier_dir
-        name = f"classifier_{self.model}" + ("_adv" if adv else "")
+        name = classifier_folder(self.model, self.adv_train_eps if adv else None, rec)
         return os.path.join(REPO_ROOT, "checkpoints", self.dataset, name)
+
+    def recs_tag(self) -> str:
+        """Names the training-set reconstruction settings, e.g. L200_R10_bf16_prune0.25k2_s0."""
+        tag = f"L{self.recs_rec_iters}_R{self.recs_rec_rr}"
+        tag += "_bf16" if self.recs_precision == "bfloat16" else ""
+        if self.recs_rec_prune_at:
+            tag += f"_prune{self.recs_rec_prune_at:g}k{self.recs_rec_keep}"
+        return f"{tag}_s{self.seed}"
+
+    def resolved_recs_dir(self) -> str:
+        return self.recs_dir or os.path.join(REPO_ROOT, "runs", self.dataset, "recs",
+                                             self.recs_tag())
+
+    def resolved_magnet_dir(self) -> str:
+        return self.magnet_dir or os.path.join(REPO_ROOT, "checkpoints", self.dataset, "magnet")
+
+
+def classifier_folder(model: str, adv_eps: float | None = None, rec: bool = False) -> str:
+    """classifier_<model>[_adv[<eps>]][_rec]: the shipped folder and default run name."""
+    name = f"classifier_{model}"
+    if adv_eps is not None:
+        name += "_adv" if adv_eps == DEFAULT_ADV_TRAIN_EPS else f"_adv{adv_eps:g}"
+    return name + ("_rec" if rec else "")
 
 
 def _check(cond: bool, flag: str, message: str) -> None:
@@ -178,6 +226,7 @@ def validate(cfg: Config) -> Config:
            f"must be smaller than --fgsm_eps ({cfg.fgsm_eps}), got {cfg.rand_alpha}")
     _validate_adaptive(cfg)
     _validate_blackbox(cfg)
+    _validate_issue13(cfg)
     if cfg.train_dir and cfg.mode.startswith("train"):
         _check(not os.path.exists(cfg.train_dir) or os.path.isdir(cfg.train_dir), "train_dir",
                f"'{cfg.train_dir}' exists and is not a directory")
@@ -263,6 +312,39 @@ def _validate_blackbox(cfg: Config) -> None:
     _check(oracle["rec_prune_at"] == 0.0 or cfg.rec_keep < oracle["rec_rr"], "rec_keep",
            f"must be smaller than the oracle's restarts ({oracle['rec_rr']}) when its "
            f"projection prunes (--oracle_rec_prune_at), got {cfg.rec_keep}")
+
+
+def _validate_issue13(cfg: Config) -> None:
+    """Defense-GAN-Rec, MagNet and adversarial-training flags (issue 13)."""
+    for name in ("recs_rec_iters", "recs_rec_rr", "recs_rec_keep", "recs_chunk_size",
+                 "magnet_epochs", "magnet_batch_size"):
+        value = getattr(cfg, name)
+        _check(value >= 1, name, f"must be a positive integer, got {value}")
+    _check(cfg.recs_precision in PRECISIONS, "recs_precision",
+           f"must be one of {', '.join(PRECISIONS)}, got '{cfg.recs_precision}'")
+    _check(0.0 <= cfg.recs_rec_prune_at < 1.0, "recs_rec_prune_at",
+           f"must be in [0, 1) (0 is off), got {cfg.recs_rec_prune_at}")
+    _check(cfg.recs_rec_prune_at == 0.0 or cfg.recs_rec_keep < cfg.recs_rec_rr, "recs_rec_keep",
+           f"must be smaller than --recs_rec_rr ({cfg.recs_rec_rr}) when --recs_rec_prune_at is "
+           f"on; got {cfg.recs_rec_keep}")
+    _check(cfg.recs_chunk_size % cfg.eval_batch_size == 0, "recs_chunk_size",
+           f"must be a multiple of --eval_batch_size ({cfg.eval_batch_size}), got "
+           f"{cfg.recs_chunk_size}")
+    _check(cfg.recs_validation >= 0, "recs_validation",
+           f"must be >= 0 (0: no validation reconstructions), got {cfg.recs_validation}")
+    _check(not (cfg.train_on_recs and cfg.adv_train), "train_on_recs",
+           "cannot be combined with --adv_train (Defense-GAN-Rec trains on reconstructions of "
+           "clean images)")
+    _check(not cfg.rec_classifier or cfg.defense == "defense_gan", "rec_classifier",
+           f"needs --defense=defense_gan (the Rec classifier sees reconstructions), got "
+           f"--defense={cfg.defense}")
+    _check(cfg.magnet_gradient in MAGNET_GRADIENTS, "magnet_gradient",
+           f"must be one of {', '.join(MAGNET_GRADIENTS)}, got '{cfg.magnet_gradient}'")
+    _check(0.0 < cfg.magnet_fpr < 0.5, "magnet_fpr",
+           f"must be in (0, 0.5) (the fraction of validation images each detector rejects), "
+           f"got {cfg.magnet_fpr}")
+    _check(0.0 <= cfg.magnet_noise <= 1.0, "magnet_noise",
+           f"must be in [0, 1], got {cfg.magnet_noise}")
 
 
 def mode_module(mode: str):

@@ -303,7 +303,8 @@ def resumable_batches(arrays, batch_size: int, seed: int, start_step: int = 0,
                       group: int = 1, pixel_range=(0.0, 1.0)) -> tf.data.Dataset:
     """Endless shuffled batches whose order is a pure function of (seed, step).
 
-    arrays: one uint8 image array [N, H, W, C], or a tuple (images, labels).
+    arrays: one image array [N, H, W, C] (uint8 in 0..255, or float32 in [0, 1] such as
+      reconstructions), or a tuple (images, labels).
     Step s yields `group` batches (images shaped [group, batch, H, W, C] when group > 1, else
     [batch, H, W, C], float32 in pixel_range; labels int64 alongside when given), drawn without
     replacement from a per-epoch permutation (`RandomIndexShuffle`), so resuming at
@@ -333,8 +334,9 @@ def resumable_batches(arrays, batch_size: int, seed: int, start_step: int = 0,
             index=tf.reshape(pos, [-1]), seed=tf.reshape(seeds, [-1, 3]),
             max_index=tf.constant(n - 1, tf.int64), rounds=4)
         shape = [group, batch_size] if group > 1 else [batch_size]
-        x = tf.reshape(to_float(tf.gather(table, idx), pixel_range),
-                       shape + list(images.shape[1:]))
+        x = tf.gather(table, idx)
+        x = to_float(x, pixel_range) if x.dtype == tf.uint8 else tf.cast(x, tf.float32)
+        x = tf.reshape(x, shape + list(images.shape[1:]))
         if not with_labels:
             return x
         return x, tf.reshape(tf.gather(label_table, idx), shape)

@@ -28,6 +28,8 @@ effect the accuracy on reconstructions of clean images (`defended_clean_accuracy
 
 import tensorflow as tf
 
+from defense_gan.rec_cache import reconstruct_batch
+
 GRADIENT_MODES = ("classifier", "bpda", "unrolled")
 EOT_DRAWS_PER_BATCH = 1 << 16  # seeds (draws) one batch's attack may use
 
@@ -39,6 +41,10 @@ class DefendedClassifier:
     projector: a `projection.Projector` (fixed batch size B).
     `logits(x, seed)` -> (logits [B, K], x_rec [B, H, W, C], mse [B]).
     """
+
+    # The interface every defense object offers evaluation.evaluate (MagNet's too):
+    score_name = "mse"  # what `logits` returns third: the per-pixel reconstruction MSE
+    detects = False     # a detecting defense rejects inputs whose score is >= 1
 
     def __init__(self, classifier, projector, seed: int = 0, attack_projector=None,
                  eot_samples: int | None = None):
@@ -87,6 +93,15 @@ class DefendedClassifier:
         self._memo_rec.assign(x_rec)
         self._memo_seed.assign(seed)
         self._memo_set.assign(True)
+
+    def purify_clean(self, x, k: int, count: int, seed: int, cache=None):
+        """Start batch k (x float32 [B, H, W, C], `count` real images): P(x) with seed
+        [seed, k] from `cache` when it holds it, remembered for BPDA, and the attack's seed set
+        to [seed, k]. Returns (x_rec numpy [B, H, W, C], mse numpy [B], computed: bool)."""
+        self.set_attack_seed([seed, k])
+        x_rec, mse, computed = reconstruct_batch(self.projector, cache, k, x, count, seed)
+        self.remember(x, x_rec, [seed, k])  # BPDA at x reuses P(x)
+        return x_rec, mse, computed
 
     def logits(self, x, seed):
         x_rec, _, mse = self.projector(x, seed)

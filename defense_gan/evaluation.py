@@ -14,6 +14,9 @@ A record (one per test image):
   and with Defense-GAN:
   pred_clean_defended classifier(P(x)), pred_adv_defended classifier(P(x_adv)),
   mse_clean, mse_adv  per-pixel reconstruction MSE of P(x), P(x_adv) (the detection statistic).
+  and with a defense that detects (MagNet): the same pred_*_defended (the classifier on the
+  reformed input), <score_name>_clean/_adv (its detector score; >= 1 rejects) and
+  rejected_clean, rejected_adv.
   and with `fresh_seed` (iterative attacks through BPDA):
   pred_adv_defended_fresh_seed, mse_adv_fresh_seed   the same for P(x_adv) drawn with a
                       projection seed the attacker never saw (its restarts' z0 differ).
@@ -27,7 +30,6 @@ eot_samples) the attack draws its own seeds, (seed, -(1 + k * 2**16 + i)), so ne
 nor the fresh seed was seen by it: both evaluations are honest.
 """
 
-import hashlib
 import io
 import json
 import os
@@ -36,94 +38,18 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from defense_gan import results
 from defense_gan.checkpoints import cpu_name
 from defense_gan.files import write_bytes_atomic, write_json_atomic
 from defense_gan.projection import pad_batch
+# The clean-image cache lives in rec_cache (beside the training-set cache); these names are
+# re-exported because runs, benchmarks and tests know them from here.
+from defense_gan.rec_cache import (ProjectionCache, clean_cache, fingerprint,  # noqa: F401
+                                   reconstruct, reconstruct_batch)
 
 # Batch k's fresh-seed projection uses [seed, k + FRESH_SEED_OFFSET]: never an attack seed,
 # which are [seed, k] for k < the number of batches (at most the test set's size).
 FRESH_SEED_OFFSET = 1 << 20
-
-
-def fingerprint(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()
-                          ).hexdigest()[:16]
-
-
-class ProjectionCache:
-    """Clean-image reconstructions on disk, keyed by generator, projection settings, seed,
-    batch index and batch content size."""
-
-    def __init__(self, folder: str | None, key: dict):
-        self.folder = os.path.join(folder, fingerprint(key)) if folder else None
-        self.key = key
-
-    def _path(self, k, count):
-        return os.path.join(self.folder, f"batch_{k:05d}_{count}.npz")
-
-    def get(self, k, count):
-        if not self.folder or not os.path.isfile(self._path(k, count)):
-            return None
-        with np.load(self._path(k, count)) as f:
-            return f["x_rec"], f["mse"]
-
-    def put(self, k, count, x_rec, mse):
-        if not self.folder:
-            return
-        buf = io.BytesIO()
-        np.savez_compressed(buf, x_rec=x_rec, mse=mse)
-        write_bytes_atomic(self._path(k, count), buf.getvalue())
-        write_json_atomic(os.path.join(self.folder, "key.json"), self.key)
-
-
-def clean_cache(results_parent: str, generator_manifest: dict, settings, seed: int,
-                precision: str, first_index: int = 0) -> ProjectionCache:
-    """The cache of clean-image reconstructions that every run under `results_parent` shares
-    (whitebox runs of any model and attack, and benchmarks/accuracy_check.py). Batch k holds
-    test images first_index + k * batch_size ... (blackbox evaluates test[150:])."""
-    key = {"generator": generator_manifest["files"], **settings.cache_key(), "seed": seed,
-           "precision": precision}
-    if first_index:  # only then, so the keys of existing caches are unchanged
-        key["first_index"] = first_index
-    return ProjectionCache(os.path.join(results_parent, ".projection_cache"), key)
-
-
-def reconstruct_batch(projector, cache: ProjectionCache | None, k: int, x: np.ndarray,
-                      count: int, seed: int):
-    """P(x) of batch k (x padded to the projector's batch size, `count` real images), seed
-    (seed, k), from the cache when it holds it. Returns (x_rec, mse, computed: bool)."""
-    cached = cache.get(k, count) if cache else None
-    if cached is not None:
-        return cached[0], cached[1], False
-    x_rec, _, mse = projector(x, [seed, k])
-    x_rec, mse = x_rec.numpy(), mse.numpy()
-    if cache:
-        cache.put(k, count, x_rec, mse)
-    return x_rec, mse, True
-
-
-def reconstruct(images, projector, seed: int, cache: ProjectionCache | None = None,
-                progress=None):
-    """P(x) of any number of images in the projector's fixed batches (as `evaluate` does), using
-    and filling `cache`. Returns (x_rec [N, ...], mse [N], images/s of the batches computed here
-    or None if all came from the cache)."""
-    b = projector.settings.batch_size
-    n = len(images)
-    recs, mses, computed, seconds = [], [], 0, 0.0
-    for k, lo in enumerate(range(0, n, b)):
-        count = min(b, n - lo)
-        t = time.time()
-        x_rec, mse, fresh = reconstruct_batch(
-            projector, cache, k, pad_batch(np.asarray(images[lo:lo + count], np.float32), b),
-            count, seed)
-        if fresh:
-            computed += b
-            seconds += time.time() - t
-        recs.append(x_rec[:count])
-        mses.append(mse[:count])
-        if progress:
-            progress(lo + count, n)
-    return np.concatenate(recs), np.concatenate(mses), (computed / seconds if computed else None)
 
 
 def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
@@ -134,7 +60,8 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
 
     classifier: x -> logits (the evaluated classifier, undefended or adversarially trained).
     attack: x float32 [batch_size, ...] -> x_adv (already bound to its model_fn and gradient).
-    defended: a `defense.DefendedClassifier` for Defense-GAN, or None.
+    defended: a defense object (`defense.DefendedClassifier` for Defense-GAN,
+      `magnet.MagNetDefense`) with purify_clean, logits, score_name, detects; or None.
     fresh_seed: also classify P(x_adv) projected with a seed the attacker never saw (one more
       projection per batch; see the module docstring).
     index_offset: the test-set index of images[0] (records' `index` are test-set indices).
@@ -177,13 +104,10 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         timing = {"projection_seconds": 0.0, "projected_images": 0, "attack_seconds": 0.0,
                   "cpu": cpu}
         if defended is not None:
-            defended.set_attack_seed(batch_seed)
             t = time.time()
-            x_rec_clean, mse_clean, fresh = reconstruct_batch(defended.projector, cache, k, x,
-                                                              count, seed)
+            x_rec_clean, mse_clean, fresh = defended.purify_clean(x, k, count, seed, cache)
             timing["projected_images"] += batch_size if fresh else 0
             timing["projection_seconds"] += time.time() - t
-            defended.remember(x, x_rec_clean, batch_seed)  # BPDA at x reuses P(x)
         t = time.time()
         x_adv = attack(tf.constant(x)).numpy()
         timing["attack_seconds"] += time.time() - t
@@ -206,16 +130,21 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
             pred_clean_def = tf.argmax(classifier(x_rec_clean, training=False), 1).numpy()
             pred_adv_def = tf.argmax(logits_adv, 1).numpy()
             mse_adv = mse_adv.numpy()
+            score = defended.score_name  # "mse" for Defense-GAN
             for i, r in enumerate(batch_records):
-                r.update(pred_clean_defended=int(pred_clean_def[i]),
-                         pred_adv_defended=int(pred_adv_def[i]),
-                         mse_clean=float(mse_clean[i]), mse_adv=float(mse_adv[i]))
+                r.update({"pred_clean_defended": int(pred_clean_def[i]),
+                          "pred_adv_defended": int(pred_adv_def[i]),
+                          f"{score}_clean": float(mse_clean[i]),
+                          f"{score}_adv": float(mse_adv[i])})
+                if defended.detects:  # a score >= 1 means the defense rejects the input
+                    r.update(rejected_clean=bool(mse_clean[i] >= 1.0),
+                             rejected_adv=bool(mse_adv[i] >= 1.0))
             if fresh_seed:
                 logits_f, _, mse_f = defend([seed, k + FRESH_SEED_OFFSET])
                 pred_f, mse_f = tf.argmax(logits_f, 1).numpy(), mse_f.numpy()
                 for i, r in enumerate(batch_records):
-                    r.update(pred_adv_defended_fresh_seed=int(pred_f[i]),
-                             mse_adv_fresh_seed=float(mse_f[i]))
+                    r.update({"pred_adv_defended_fresh_seed": int(pred_f[i]),
+                              f"{score}_adv_fresh_seed": float(mse_f[i])})
             if k == 0:
                 _save_example_images(records_dir, x[:count], x_adv[:count], x_rec_adv.numpy()[
                     :count], x_rec_clean[:count])
@@ -229,8 +158,7 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         elapsed = time.time() - start_time
         fresh = done - stats["batches_resumed"] * batch_size
         eta = (n - done) * elapsed / max(fresh, 1)
-        acc_key = "pred_adv_defended" if defended is not None else "pred_adv"
-        acc = np.mean([r[acc_key] == r["label"] for r in records])
+        acc = np.mean([results.adversarial_correct(r) for r in records])
         progress(f"[{mode}] {done}/{n} images  adversarial accuracy so far {acc:.4f}  "
                  f"{elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
     return records, stats

@@ -237,3 +237,54 @@ def build(model: keras.Model, input_shape) -> keras.Model:
     """Create the variables of `model` by calling it once on zeros."""
     model(tf.zeros((1, *input_shape)))
     return model
+
+
+class MagNetAutoEncoder(keras.Model):
+    """One of MagNet's MNIST denoising auto-encoders (Meng and Chen 2017, as their released
+    code builds them): every convolution 3x3, SAME, sigmoid.
+
+    structure "I" (detector I and the reformer): Conv 3, AvgPool 2x2, Conv 3 | Conv 3,
+      UpSample 2x2, Conv 3, Conv C.
+    structure "II" (detector II): Conv 3 | Conv 3, Conv C.
+    image float32 [N, H, W, C] in [0, 1] (H, W even for "I") -> same shape in [0, 1].
+    MagNet's L2 activity regulariser (strength 1e-9) is left out: it changes nothing
+    measurable at that strength.
+    """
+
+    def __init__(self, structure: str = "I", channels: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        if structure not in ("I", "II"):
+            raise ValueError(f"unknown MagNet auto-encoder structure '{structure}'")
+        self.structure = structure
+        conv = lambda f, name: layers.Conv2D(f, 3, padding="same",  # noqa: E731
+                                             activation="sigmoid", name=name)
+        self.enc1 = conv(3, "enc1")
+        self.dec_out = conv(channels, "dec_out")
+        self.dec1 = conv(3, "dec1")
+        if structure == "I":
+            self.pool = layers.AveragePooling2D(2, padding="same")
+            self.enc2 = conv(3, "enc2")
+            self.up = layers.UpSampling2D(2)
+            self.dec2 = conv(3, "dec2")
+
+    def call(self, x, training=False):
+        if self.structure == "I":
+            h = self.enc2(self.pool(self.enc1(x)))
+            h = self.dec2(self.up(self.dec1(h)))
+        else:
+            h = self.dec1(self.enc1(x))
+        return self.dec_out(h)
+
+
+class MagNet(keras.Model):
+    """MagNet's MNIST defense networks: `ae_i` (structure I: detector I with the L2 error, and
+    the reformer) and `ae_ii` (structure II: detector II with the L1 error). Calling it
+    returns (ae_i(x), ae_ii(x))."""
+
+    def __init__(self, channels: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.ae_i = MagNetAutoEncoder("I", channels, name="ae_i")
+        self.ae_ii = MagNetAutoEncoder("II", channels, name="ae_ii")
+
+    def call(self, x, training=False):
+        return self.ae_i(x), self.ae_ii(x)

@@ -74,6 +74,32 @@ ACCURACY_KEYS = {
 }
 
 
+def adversarial_correct(r: dict) -> bool:
+    """Whether the defense handled example record `r`'s adversarial input: classified it
+    correctly (after the projection or reformer when there is one) or, for a detecting
+    defense, rejected it (MagNet's counting: a detected adversarial example is a success)."""
+    if "pred_adv_defended" not in r:
+        return r["pred_adv"] == r["label"]
+    return r.get("rejected_adv", False) or r["pred_adv_defended"] == r["label"]
+
+
+def _detection_metrics(records) -> dict:
+    """For a detecting defense (records with rejected_clean / rejected_adv): the fractions
+    rejected, the accuracy after reforming alone, and both with Wilson intervals."""
+    n = len(records)
+    counts = {
+        "reformed_adversarial_accuracy": sum(r["pred_adv_defended"] == r["label"]
+                                             for r in records),
+        "rejected_adversarial_fraction": sum(r["rejected_adv"] for r in records),
+        "rejected_clean_fraction": sum(r["rejected_clean"] for r in records),
+    }
+    out = {}
+    for name, c in counts.items():
+        out[name] = c / n
+        out[f"{name}_ci95"] = list(stats.wilson_interval(int(c), n))
+    return out
+
+
 def summarize(records, defense: str) -> dict:
     """Accuracies and means over per-example records (see evaluation.py).
 
@@ -89,12 +115,19 @@ def summarize(records, defense: str) -> dict:
       attack changed (l2 > 0), None if none.
     Each accuracy `<name>` has `<name>_ci95`: its 95% Wilson interval [low, high] over
     num_images (None where the accuracy is None).
+    A detecting defense (MagNet; records with rejected_adv) counts as MagNet does: an
+    adversarial input rejected by its detectors is handled correctly, a clean input rejected
+    is not (adversarial_accuracy, defended_clean_accuracy); `reformed_adversarial_accuracy`
+    (the classifier on the reformed input, detectors ignored), `rejected_adversarial_fraction`
+    and `rejected_clean_fraction` (the false-positive rate on test images) are added.
     """
-    gan = defense == "defense_gan"
+    gan = bool(records) and "pred_adv_defended" in records[0]  # a defense transformed inputs
     keys = dict(ACCURACY_KEYS, adversarial_accuracy="pred_adv_defended" if gan else "pred_adv")
     if not gan:
         keys.pop("defended_clean_accuracy")
     intervals = {f"{name}_ci95": _interval(records, key) for name, key in keys.items()}
+    if records and "rejected_adv" in records[0]:
+        return _summarize_detecting(records, intervals)
     return intervals | {
         "num_images": len(records),
         "clean_accuracy": _accuracy(records, "pred_clean"),
@@ -115,6 +148,31 @@ def summarize(records, defense: str) -> dict:
     }
 
 
+def _summarize_detecting(records, intervals: dict) -> dict:
+    n = len(records)
+    handled = sum(adversarial_correct(r) for r in records)
+    clean_ok = sum((not r["rejected_clean"]) and r["pred_clean_defended"] == r["label"]
+                   for r in records)
+    return intervals | _detection_metrics(records) | {
+        "num_images": n,
+        "clean_accuracy": _accuracy(records, "pred_clean"),
+        "adversarial_accuracy": handled / n,
+        "adversarial_accuracy_ci95": list(stats.wilson_interval(int(handled), n)),
+        "defended_clean_accuracy": clean_ok / n,
+        "defended_clean_accuracy_ci95": list(stats.wilson_interval(int(clean_ok), n)),
+        "undefended_adversarial_accuracy": _accuracy(records, "pred_adv"),
+        "adversarial_accuracy_fresh_seed": None,
+        "mean_l2": _mean(records, "l2"),
+        "mean_linf": _mean(records, "linf"),
+        "mean_mse_clean": None,
+        "mean_mse_adv": None,
+        "mean_mse_adv_fresh_seed": None,
+        "mean_detector_score_clean": _mean(records, "detector_score_clean"),
+        "mean_detector_score_adv": _mean(records, "detector_score_adv"),
+        "changed_fraction": float(np.mean([r["l2"] > 0 for r in records])),
+    }
+
+
 def _fmt(value, digits=4):
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -123,10 +181,11 @@ def table_row(result: dict, run_name: str) -> str:
     """One Markdown row (TABLE_HEADER's columns) for a run's results.json."""
     s, m = result["settings"], result["metrics"]
     gan = s["defense"] == "defense_gan"
+    gradient = s["gradient"] if s["defense"] in ("defense_gan", "magnet") else "-"
     mse = ("-" if m["mean_mse_clean"] is None else
            f"{m['mean_mse_clean']:.4f} / {m['mean_mse_adv']:.4f}")
     return (f"| {s['model']} | {s['attack']} | {s['defense']} | "
-            f"{s['gradient'] if gan else '-'} | {s['rec_iters'] if gan else '-'} | "
+            f"{gradient} | {s['rec_iters'] if gan else '-'} | "
             f"{s['rec_rr'] if gan else '-'} | {m['num_images']} | "
             f"{_fmt(m['clean_accuracy'])} | {_fmt(m['adversarial_accuracy'])} | "
             f"{_fmt(m['defended_clean_accuracy'])} | "

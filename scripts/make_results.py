@@ -84,11 +84,15 @@ def split_by_generator(runs, generator_files: dict):
     return current, stale
 
 
-def pick(runs, model, attack, defense, gradient=None):
-    """The run with the most images for this cell (ties: the newest)."""
+def pick(runs, model, attack, defense, gradient=None, adv_train_eps=None, variant=None):
+    """The run with the most images for this cell (ties: the newest). Runs of an adversarially
+    trained classifier at another eps than 0.15 (settings' adv_train_eps) or of a Rec classifier
+    (classifier_variant "rec") only fill cells that ask for them."""
     cands = [r for r in runs if not is_adaptive(r) and r["settings"]["model"] == model
              and r["settings"]["attack"] == attack and r["settings"]["defense"] == defense
              and (gradient is None or r["settings"]["gradient"] == gradient)
+             and r["settings"].get("adv_train_eps") == adv_train_eps
+             and r["settings"].get("classifier_variant") == variant
              and r["settings"].get("precision", "float32") == "float32"]
     if not cands:
         return None

@@ -1,7 +1,9 @@
 """--mode=whitebox: attack a (defended) classifier on the first --num_tests test images.
 
---defense none: the plain classifier; adv_tr: the adversarially trained one; defense_gan:
-projection then the plain classifier, with the attacker's gradient chosen by --gradient.
+--defense none: the plain classifier; adv_tr: the adversarially trained one (at
+--adv_train_eps); defense_gan: projection then the plain classifier (or the Rec classifier with
+--rec_classifier), with the attacker's gradient chosen by --gradient; magnet: MagNet's
+detectors and reformer, the attacker's gradient chosen by --magnet_gradient.
 Writes results.json, per-batch records, examples.png into the run's folder (default
 results/<dataset>/whitebox/<run>) and rebuilds the table index.md beside it (one row per run
 folder; untracked, RESULTS.md is the curated table).
@@ -14,15 +16,96 @@ projection, and results.json's `attacker_knowledge` says what the attacker knew.
 sweep.png (accuracy vs eps) in the run folder.
 """
 
+import collections
 import dataclasses
 import os
 import shlex
 import sys
 
 from defense_gan import (attacks, classifiers, data, dataset_spec, evaluation, files, gan,
-                         hardware, plots, projection, results)
-from defense_gan.config import REPO_ROOT, Config, ConfigError
+                         hardware, magnet, plots, projection, results)
+from defense_gan.config import DEFAULT_ADV_TRAIN_EPS, REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
+
+# What a defense builder returns: the defense object (evaluation's interface), the attacker's
+# model_fn, the clean-image cache (or None), the checkpoints it loaded, the precision it runs
+# at, the attacker's gradient as results.json names it, and settings it adds to the run's.
+Defense = collections.namedtuple("Defense", "defended model_fn cache checkpoints precision "
+                                            "gradient settings latent knowledge")
+
+
+def _defense_gan(cfg: Config, classifier, splits, results_dir) -> Defense:
+    precision = hardware.resolve_precision(cfg.precision)  # float32 where bf16 is emulated
+    generator, g_manifest = gan.load_generator(cfg.resolved_gan_dir(), cfg.dataset, precision)
+    settings = projection.ProjectionSettings(cfg.rec_iters, cfg.rec_rr, cfg.rec_lr,
+                                             batch_size=cfg.eval_batch_size,
+                                             rec_prune_at=cfg.rec_prune_at,
+                                             rec_keep=cfg.rec_keep)
+    latent_dim = int(g_manifest.get("latent_dim", 128))
+    projector = projection.Projector(generator, splits.image_shape, latent_dim, settings)
+    # The attack's own projections may be cheaper than the evaluated one (issue 16).
+    evaluated = (cfg.rec_iters, cfg.rec_rr, precision)
+    a_iters, a_rr, a_precision = attack_projection(cfg)
+    a_precision = (precision if cfg.attack_precision is None
+                   else hardware.resolve_precision(a_precision))
+    attack_proj = (a_iters, a_rr, a_precision)
+    attack_projector = projector
+    if attack_proj != evaluated:
+        a_generator = generator if a_precision == precision else gan.load_generator(
+            cfg.resolved_gan_dir(), cfg.dataset, a_precision)[0]
+        a_settings = dataclasses.replace(settings, rec_iters=a_iters, rec_rr=a_rr,
+                                         rec_prune_at=0.0)
+        attack_projector = projection.Projector(a_generator, splits.image_shape, latent_dim,
+                                                a_settings)
+    if cfg.gradient == "unrolled" and cfg.attack != "latent":
+        check_unrolled_memory(cfg, attack_projector, splits.image_shape)
+    defended = DefendedClassifier(classifier, projector, cfg.seed,
+                                  attack_projector=attack_projector,
+                                  eot_samples=cfg.eot_samples)
+    latent = None
+    if cfg.attack == "latent":
+        latent = (attacks.LatentAttack(attack_projector.generator, classifier,
+                                       iters=cfg.latent_iters, lr=cfg.latent_lr,
+                                       c=cfg.latent_c), defended.latent_start)
+    cache = evaluation.clean_cache(os.path.dirname(results_dir), g_manifest, settings,
+                                   cfg.seed, precision)
+    used = {"generator": {"folder": g_manifest["folder"], "sha256": g_manifest["files"],
+                          "iterations": g_manifest.get("iterations")}}
+    extra = {"classifier_variant": "rec"} if cfg.rec_classifier else {}
+    knowledge = attacker_knowledge(cfg, attack_proj, evaluated)
+    if (attack_proj != evaluated or cfg.eot_samples or cfg.gradient == "unrolled"
+            or cfg.attack == "latent"):
+        # Only adaptive runs carry these keys, so older runs' fingerprints stay valid.
+        extra.update(attacker_knowledge=knowledge, eot_samples=cfg.eot_samples)
+    return Defense(defended, defended.attack_model_fn(cfg.gradient), cache, used, precision,
+                   cfg.gradient, extra, latent, knowledge)
+
+
+def _magnet(cfg: Config, classifier, splits, results_dir) -> Defense:
+    model, m_manifest = magnet.load(cfg.resolved_magnet_dir(), cfg.dataset, splits.image_shape)
+    # Thresholds at --magnet_fpr on the clean validation split (MagNet's rule; a second).
+    marks = magnet.detector_marks(model, data.to_float(splits.x_val).numpy())
+    thresholds = magnet.thresholds(marks, cfg.magnet_fpr)
+    defended = magnet.MagNetDefense(classifier, model, thresholds)
+    used = {"magnet": {"folder": m_manifest["folder"], "sha256": m_manifest["files"],
+                       "epochs": m_manifest.get("epochs")}}
+    gradient = {"full": "full: the exact gradient of classifier(reformer(x))",
+                "bpda": "bpda: reformer as the identity on the backward pass",
+                "classifier": "classifier: the undefended classifier's gradient"}[
+        cfg.magnet_gradient] + " (detectors not in the loss)"
+    extra = {"gradient": cfg.magnet_gradient, "magnet_fpr": cfg.magnet_fpr,
+             "magnet_thresholds": thresholds,
+             "counting": "an adversarial input rejected by a detector counts as correct, a "
+                         "rejected clean input as an error (MagNet's evaluation)"}
+    knowledge = {"gradient": cfg.magnet_gradient, "classifier_weights": True,
+                 "magnet_weights": True, "summary": gradient}
+    return Defense(defended, defended.attack_model_fn(cfg.magnet_gradient), None, used,
+                   cfg.precision, gradient, extra, None, knowledge)
+
+
+# --defense values that wrap the classifier in a defense object; the others (none, adv_tr)
+# attack the loaded classifier itself.
+DEFENSE_BUILDERS = {"defense_gan": _defense_gan, "magnet": _magnet}
 
 
 ITERATIVE_ATTACKS = ("cw", "pgd", "latent")
@@ -32,7 +115,10 @@ def run_name(cfg: Config) -> str:
     """The default run folder name; settings at their defaults add nothing, so the names of
     runs made before an option existed are unchanged."""
     name = f"{cfg.model}_{cfg.defense}"
+    if cfg.defense == "adv_tr" and cfg.adv_train_eps != DEFAULT_ADV_TRAIN_EPS:
+        name += f"{cfg.adv_train_eps:g}"
     if cfg.defense == "defense_gan":
+        name += "_rec" if cfg.rec_classifier else ""
         name += f"_{cfg.gradient}"
         if cfg.eot_samples is not None:
             name += f"_eot{cfg.eot_samples}"
@@ -43,6 +129,8 @@ def run_name(cfg: Config) -> str:
         if attack_proj != (cfg.rec_iters, cfg.rec_rr, cfg.precision):
             name += f"_atkL{attack_proj[0]}R{attack_proj[1]}" + (
                 "bf16" if attack_proj[2] == "bfloat16" else "")
+    if cfg.defense == "magnet":
+        name += f"_{cfg.magnet_gradient}_fpr{cfg.magnet_fpr:g}"
     if cfg.attack in ("cw", "latent"):
         eps = ""
     elif cfg.attack == "pgd" and cfg.pgd_norm == "l2":
@@ -165,54 +253,20 @@ def run_one(cfg: Config) -> None:
         raise ConfigError(f"--num_tests: {cfg.num_tests} exceeds the {len(splits.x_test)} "
                           "test images")
     classifier, c_manifest = classifiers.load_classifier(
-        cfg.resolved_classifier_dir(adv=cfg.defense == "adv_tr"), cfg.dataset, cfg.model)
+        cfg.resolved_classifier_dir(adv=cfg.defense == "adv_tr", rec=cfg.rec_classifier),
+        cfg.dataset, cfg.model)
     results_dir = os.path.abspath(cfg.results_dir or os.path.join(REPO_ROOT, "results", cfg.dataset,
                                                   "whitebox", run_name(cfg)))
     checkpoints_used = {"classifier": {"folder": c_manifest["folder"],
                                        "sha256": c_manifest["files"]}}
-    defended, cache = None, None
-    model_fn = lambda x: classifier(x, training=False)  # noqa: E731
-    precision = cfg.precision
-    attack_proj = evaluated = None
-    latent = None
-    if cfg.defense == "defense_gan":
-        precision = hardware.resolve_precision(cfg.precision)  # float32 where bf16 is emulated
-        generator, g_manifest = gan.load_generator(cfg.resolved_gan_dir(), cfg.dataset,
-                                                   precision)
-        checkpoints_used["generator"] = {"folder": g_manifest["folder"],
-                                         "sha256": g_manifest["files"],
-                                         "iterations": g_manifest.get("iterations")}
-        settings = projection.ProjectionSettings(cfg.rec_iters, cfg.rec_rr, cfg.rec_lr,
-                                                 batch_size=cfg.eval_batch_size,
-                                                 rec_prune_at=cfg.rec_prune_at,
-                                                 rec_keep=cfg.rec_keep)
-        latent_dim = int(g_manifest.get("latent_dim", 128))
-        projector = projection.Projector(generator, splits.image_shape, latent_dim, settings)
-        evaluated = (cfg.rec_iters, cfg.rec_rr, precision)
-        a_iters, a_rr, a_precision = attack_projection(cfg)
-        a_precision = (precision if cfg.attack_precision is None
-                       else hardware.resolve_precision(a_precision))
-        attack_proj = (a_iters, a_rr, a_precision)
-        attack_projector = projector
-        if attack_proj != evaluated:
-            a_generator = generator if a_precision == precision else gan.load_generator(
-                cfg.resolved_gan_dir(), cfg.dataset, a_precision)[0]
-            a_settings = dataclasses.replace(settings, rec_iters=a_iters, rec_rr=a_rr,
-                                             rec_prune_at=0.0)
-            attack_projector = projection.Projector(a_generator, splits.image_shape,
-                                                    latent_dim, a_settings)
-        if cfg.gradient == "unrolled" and cfg.attack != "latent":
-            check_unrolled_memory(cfg, attack_projector, splits.image_shape)
-        defended = DefendedClassifier(classifier, projector, cfg.seed,
-                                      attack_projector=attack_projector,
-                                      eot_samples=cfg.eot_samples)
-        model_fn = defended.attack_model_fn(cfg.gradient)
-        if cfg.attack == "latent":
-            latent = (attacks.LatentAttack(attack_projector.generator, classifier,
-                                           iters=cfg.latent_iters, lr=cfg.latent_lr,
-                                           c=cfg.latent_c), defended.latent_start)
-        cache = evaluation.clean_cache(os.path.dirname(results_dir), g_manifest, settings,
-                                       cfg.seed, precision)
+    built = None
+    if cfg.defense in DEFENSE_BUILDERS:
+        built = DEFENSE_BUILDERS[cfg.defense](cfg, classifier, splits, results_dir)
+        checkpoints_used.update(built.checkpoints)
+    defended = built.defended if built else None
+    cache = built.cache if built else None
+    model_fn = built.model_fn if built else (lambda x: classifier(x, training=False))
+    precision = built.precision if built else cfg.precision
     attack_kwargs = dict(eps=cfg.fgsm_eps, alpha=cfg.rand_alpha, pgd_steps=cfg.pgd_steps,
                          pgd_norm=cfg.pgd_norm, pgd_step_size=cfg.pgd_step_size,
                          pgd_restarts=cfg.pgd_restarts, pgd_eps_l2=cfg.pgd_eps_l2,
@@ -220,7 +274,8 @@ def run_one(cfg: Config) -> None:
                          latent_iters=cfg.latent_iters, latent_lr=cfg.latent_lr,
                          latent_c=cfg.latent_c, seed=cfg.seed,
                          clip_min=spec.clip_min, clip_max=spec.clip_max)
-    attack = attacks.make_attack(cfg.attack, model_fn, latent=latent, **attack_kwargs)
+    attack = attacks.make_attack(cfg.attack, model_fn, latent=built.latent if built else None,
+                                 **attack_kwargs)
     run_settings = {
         "model": cfg.model, "attack": cfg.attack, "defense": cfg.defense,
         "gradient": cfg.gradient, "num_tests": cfg.num_tests, "seed": cfg.seed,
@@ -230,19 +285,17 @@ def run_one(cfg: Config) -> None:
         "checkpoints": checkpoints_used}
     if cfg.rec_prune_at:
         run_settings.update(rec_prune_at=cfg.rec_prune_at, rec_keep=cfg.rec_keep)
-    if cfg.defense == "defense_gan" and (attack_proj != evaluated or cfg.eot_samples
-                                         or cfg.gradient == "unrolled" or cfg.attack == "latent"):
-        # Only adaptive runs carry the new keys, so older runs' fingerprints stay valid.
-        run_settings["attacker_knowledge"] = attacker_knowledge(cfg, attack_proj, evaluated)
-        run_settings["eot_samples"] = cfg.eot_samples
+    if cfg.defense == "adv_tr" and cfg.adv_train_eps != DEFAULT_ADV_TRAIN_EPS:
+        run_settings["adv_train_eps"] = cfg.adv_train_eps
+    if built:
+        run_settings.update(built.settings)
     # Iterative attacks through BPDA see the defender's restarts at every step and can fit
     # them: their runs also report P(x_adv) under restarts the attacker never saw.
     fresh_seed = (cfg.defense == "defense_gan" and cfg.gradient != "classifier"
                   and cfg.attack in ITERATIVE_ATTACKS)
     if fresh_seed:
         run_settings["fresh_seed_check"] = True
-    gradient = (cfg.gradient if cfg.defense == "defense_gan" else
-                "the evaluated classifier's own gradient")
+    gradient = built.gradient if built else "the evaluated classifier's own gradient"
     # Checked after every checkpoint loaded, so a bad flag elsewhere creates no folder.
     problem = files.writable_dir_problem(results_dir)
     if problem:
@@ -265,10 +318,8 @@ def run_one(cfg: Config) -> None:
         return
     result = results.run_result(run_settings, metrics, stats, dataclasses.asdict(cfg), sys.argv)
     result["gradient_mode"] = gradient
-    if cfg.defense == "defense_gan":
-        result["attacker_knowledge"] = attacker_knowledge(cfg, attack_proj, evaluated)
-    else:
-        result["attacker_knowledge"] = attacker_knowledge(cfg, None, None)
+    result["attacker_knowledge"] = (built.knowledge if built else
+                                    attacker_knowledge(cfg, None, None))
     rate = result["images_per_second"]
     results.write(results_dir, result,
                   evaluation.load_example_images(os.path.join(results_dir, "records")),
@@ -276,7 +327,7 @@ def run_one(cfg: Config) -> None:
     shown = {k: v for k, v in metrics.items() if v is not None}
     print("[whitebox] " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                     for k, v in shown.items()), flush=True)
-    if rate:
+    if rate and cfg.defense == "defense_gan":
         print(f"[whitebox] projection: {rate:.2f} images/s (L={cfg.rec_iters}, "
               f"R={cfg.rec_rr})", flush=True)
     print(f"[whitebox] wrote {results_dir}/results.json", flush=True)
