@@ -21,6 +21,7 @@ ATTACKS = ("fgsm", "rand_fgsm", "cw", "pgd")
 DEFENSES = ("none", "defense_gan", "adv_tr")
 GRADIENTS = ("classifier", "bpda")
 PRECISIONS = ("float32", "bfloat16")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,6 +81,12 @@ class Config:
     # adaptive attacks (issue 16)
 
     # API, export, distribution (issue 17)
+    # distribute
+    strategy: str = "default"
+    cpu_devices: int = 0
+    num_shards: int = 1
+    shard_index: int = 0
+    shard_timeout: int = 3600
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -149,6 +156,22 @@ def validate(cfg: Config) -> Config:
                and os.path.realpath(cfg.train_dir) != os.path.realpath(shipped), "train_dir",
                f"'{cfg.train_dir}' is inside the shipped checkpoints/; train elsewhere and copy "
                "the export/ folder there")
+    # distribute (issue 17)
+    _check(cfg.strategy in STRATEGIES, "strategy",
+           f"'{cfg.strategy}' is not one of {', '.join(STRATEGIES)}")
+    _check(cfg.cpu_devices >= 0, "cpu_devices", f"must be >= 0, got {cfg.cpu_devices}")
+    _check(cfg.cpu_devices == 0 or cfg.strategy == "mirrored", "cpu_devices",
+           f"splits the CPU for --strategy=mirrored only, not --strategy={cfg.strategy}")
+    _check(cfg.num_shards >= 1, "num_shards", f"must be a positive integer, got {cfg.num_shards}")
+    _check(0 <= cfg.shard_index < cfg.num_shards, "shard_index",
+           f"must be in 0..{cfg.num_shards - 1} (--num_shards={cfg.num_shards}), "
+           f"got {cfg.shard_index}")
+    _check(cfg.num_shards == 1 or cfg.mode == "whitebox", "num_shards",
+           f"only whitebox evaluation is sharded, not --mode={cfg.mode}")
+    _check(cfg.num_shards == 1 or cfg.strategy == "default", "num_shards",
+           f"--strategy={cfg.strategy} derives the shards from TF_CONFIG; give one or the other")
+    _check(cfg.shard_timeout >= 1, "shard_timeout",
+           f"must be a positive number of seconds, got {cfg.shard_timeout}")
     return cfg
 
 

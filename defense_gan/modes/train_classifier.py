@@ -1,22 +1,32 @@
 """--mode=train_classifier: train classifier --model (A-F) on clean images, or the FGSM
 adversarial-training baseline with --adv_train."""
 
+import contextlib
 import dataclasses
 
 import tensorflow as tf
 
-from defense_gan import checkpoints, classifiers, data, training
+from defense_gan import checkpoints, classifiers, data, distribute, training
 from defense_gan.config import Config
 
 
 def run(cfg: Config) -> None:
+    strategy = distribute.make_strategy(cfg.strategy, cfg.cpu_devices)  # before any TF op
     train_dir = cfg.resolved_train_dir()
-    training.prepare_train_dir(train_dir)  # fail fast, before the data load and model build
+    if distribute.is_chief(strategy):
+        training.prepare_train_dir(train_dir)  # fail fast, before the data load and model build
     splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir, cfg.train_limit)
-    trainer = classifiers.build_trainer(cfg.model, cfg.classifier_lr, cfg.seed, cfg.precision,
-                                        cfg.adv_train_eps if cfg.adv_train else None,
-                                        splits.image_shape)
-    train_step = tf.function(trainer.train_step)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        trainer = classifiers.build_trainer(cfg.model, cfg.classifier_lr, cfg.seed,
+                                            cfg.precision,
+                                            cfg.adv_train_eps if cfg.adv_train else None,
+                                            splits.image_shape)
+    if strategy is None:
+        train_step = tf.function(trainer.train_step)
+    else:  # batches of --batch_size (the global batch), split over the replicas
+        distributed_step = trainer.distributed_train_step(strategy, cfg.batch_size)
+        train_step = lambda batch: distributed_step(  # noqa: E731
+            distribute.split_batch(strategy, batch))
     steps_per_epoch = len(splits.x_train) // cfg.batch_size
 
     def make_step_fn(start_step):
@@ -49,4 +59,4 @@ def run(cfg: Config) -> None:
     training.run(train_dir, objects, make_step_fn, cfg.epochs * steps_per_epoch,
                  log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
                  keep=cfg.keep_checkpoints, flags=dataclasses.asdict(cfg), on_export=on_export,
-                 name="train_classifier")
+                 name="train_classifier", strategy=strategy)
