@@ -87,6 +87,15 @@ def tf_config() -> dict | None:
     return parse_tf_config(text) if text.strip() else None
 
 
+def required_tf_config() -> dict:
+    """`tf_config()`, which --strategy=multi_worker requires."""
+    spec = tf_config()
+    if spec is None:
+        raise ConfigError("TF_CONFIG: --strategy=multi_worker needs the TF_CONFIG environment "
+                          "variable (cluster and task; see README 'Running on a cluster')")
+    return spec
+
+
 def task_shard(spec: dict) -> tuple:
     """(index, count) of this task in the cluster: the chief is 0, worker i is i + 1 (i without
     a chief, where worker 0 is the chief, as TensorFlow counts)."""
@@ -95,6 +104,19 @@ def task_shard(spec: dict) -> tuple:
     count = chiefs + len(cluster.get("worker", []))
     index = task["index"] if task["type"] == "chief" else chiefs + task["index"]
     return index, count
+
+
+def eval_shard(strategy: str, shard_index: int = 0, num_shards: int = 1) -> tuple:
+    """(index, count) of this process's share of a sharded evaluation: from TF_CONFIG's task
+    with --strategy=multi_worker (no collective ops are needed, so no strategy is built),
+    else --shard_index / --num_shards. Shard 0 (the chief) gathers the records."""
+    if strategy == "default":
+        return shard_index, num_shards
+    if strategy == "multi_worker":
+        return task_shard(required_tf_config())
+    raise ConfigError(f"--strategy={strategy}: evaluation runs on one device per process; "
+                      "shard it over processes with --strategy=multi_worker or "
+                      "--num_shards/--shard_index")
 
 
 def set_cpu_devices(count: int) -> None:
@@ -127,11 +149,7 @@ def make_strategy(name: str, cpu_devices: int = 0):
                 "to split the CPU for testing); use --strategy=default for one device")
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
-        spec = tf_config()
-        if spec is None:
-            raise ConfigError("TF_CONFIG: --strategy=multi_worker needs the TF_CONFIG "
-                              "environment variable (cluster and task; see README 'Running on "
-                              "a cluster')")
+        required_tf_config()
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
         return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     if name == "tpu":  # wired but untested: no TPU on the machines this was written on

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from defense_gan.checkpoints import cpu_name
+from defense_gan.errors import ConfigError
 from defense_gan.files import write_bytes_atomic, write_json_atomic
 from defense_gan.projection import pad_batch
 
@@ -121,9 +122,59 @@ def reconstruct(images, projector, seed: int, cache: ProjectionCache | None = No
     return np.concatenate(recs), np.concatenate(mses), (computed / seconds if computed else None)
 
 
+def _saved_batch(path: str, tag: str, count: int) -> dict | None:
+    """The saved records file at `path` if it holds `count` records made with settings
+    fingerprint `tag`, else None."""
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        saved = json.load(f)
+    if saved.get("fingerprint") == tag and len(saved["records"]) == count:
+        return saved
+    return None
+
+
+def _batch_path(records_dir: str, k: int) -> str:
+    return os.path.join(records_dir, f"batch_{k:05d}.json")
+
+
+def missing_batches(records_dir: str, settings: dict, n: int, batch_size: int) -> list:
+    """Indices of the batches of an n-image evaluation with `settings` that have no complete
+    records file yet."""
+    tag = fingerprint(settings)
+    return [k for k in range(-(-n // batch_size))
+            if _saved_batch(_batch_path(records_dir, k), tag,
+                            min(n, (k + 1) * batch_size) - k * batch_size) is None]
+
+
+def wait_for_batches(records_dir: str, settings: dict, n: int, batch_size: int,
+                     timeout: float, num_shards: int, progress=print, poll: float = 2.0) -> None:
+    """Block until every batch's records exist (written by the other shards of a sharded run).
+    Raises ConfigError naming --shard_timeout after `timeout` seconds without a new batch."""
+    missing = missing_batches(records_dir, settings, n, batch_size)
+    last_change, last_report = time.time(), 0.0
+    while missing:
+        if time.time() - last_change > timeout:
+            shards = sorted({k % num_shards for k in missing})
+            raise ConfigError(
+                f"--shard_timeout: no new batch record for {timeout:g} s; shard(s) "
+                f"{', '.join(map(str, shards))} of {num_shards} still owe batch(es) "
+                f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''} in "
+                f"{records_dir}: restart them (each resumes per batch), or rerun with "
+                "--num_shards=1 to compute the rest here")
+        if time.time() - last_report > 60:
+            progress(f"[whitebox] waiting for {len(missing)} batch(es) of the other shards")
+            last_report = time.time()
+        time.sleep(poll)
+        now_missing = missing_batches(records_dir, settings, n, batch_size)
+        if len(now_missing) < len(missing):
+            last_change = time.time()
+        missing = now_missing
+
+
 def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
              records_dir: str, settings: dict, defended=None, cache: ProjectionCache = None,
-             fresh_seed: bool = False, progress=print):
+             fresh_seed: bool = False, progress=print, shard: tuple = (0, 1)):
     """Run `attack` against the defense on images (float32 [N, H, W, C] in [0, 1]).
 
     classifier: x -> logits (the evaluated classifier, undefended or adversarially trained).
@@ -131,6 +182,9 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
     defended: a `defense.DefendedClassifier` for Defense-GAN, or None.
     fresh_seed: also classify P(x_adv) projected with a seed the attacker never saw (one more
       projection per batch; see the module docstring).
+    shard: (index, count): compute only batches k with k % count == index (batch k holds
+      images [k*batch_size, (k+1)*batch_size), seed [seed, k], so a batch's records do not
+      depend on which process computes it); the records returned are this shard's.
     Returns (records, stats): stats has the seconds spent projecting and attacking and the
     images projected, summed over all batches that saved their timing (resumed ones too),
     `batches_resumed`, and `cpus` (CPU name -> batches computed on it).
@@ -150,18 +204,18 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         stats["cpus"][timing["cpu"]] = stats["cpus"].get(timing["cpu"], 0) + 1
     start_time = time.time()
     num_batches = (n + batch_size - 1) // batch_size
-    for k in range(num_batches):
+    mine = [k for k in range(num_batches) if k % shard[1] == shard[0]]
+    n_mine = sum(min(n, (k + 1) * batch_size) - k * batch_size for k in mine)
+    for k in mine:
         lo, hi = k * batch_size, min(n, (k + 1) * batch_size)
-        path = os.path.join(records_dir, f"batch_{k:05d}.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                saved = json.load(f)
-            if saved.get("fingerprint") == tag and len(saved["records"]) == hi - lo:
-                records.extend(saved["records"])
-                stats["batches_resumed"] += 1
-                if "timing" in saved:  # batches written before timing was saved have none
-                    add_timing(saved["timing"])
-                continue
+        path = _batch_path(records_dir, k)
+        saved = _saved_batch(path, tag, hi - lo)
+        if saved is not None:
+            records.extend(saved["records"])
+            stats["batches_resumed"] += 1
+            if "timing" in saved:  # batches written before timing was saved have none
+                add_timing(saved["timing"])
+            continue
         count = hi - lo
         x = pad_batch(np.asarray(images[lo:hi], np.float32), batch_size)
         y = labels[lo:hi]
@@ -220,11 +274,12 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         done = len(records)
         elapsed = time.time() - start_time
         fresh = done - stats["batches_resumed"] * batch_size
-        eta = (n - done) * elapsed / max(fresh, 1)
+        eta = (n_mine - done) * elapsed / max(fresh, 1)
         acc_key = "pred_adv_defended" if defended is not None else "pred_adv"
         acc = np.mean([r[acc_key] == r["label"] for r in records])
-        progress(f"[whitebox] {done}/{n} images  adversarial accuracy so far {acc:.4f}  "
-                 f"{elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
+        of_shard = f" (shard {shard[0]} of {shard[1]})" if shard[1] > 1 else ""
+        progress(f"[whitebox] {done}/{n_mine} images{of_shard}  adversarial accuracy so far "
+                 f"{acc:.4f}  {elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
     return records, stats
 
 

@@ -127,7 +127,9 @@ def run(train_dir: str, objects: dict, make_step_fn: Callable[[int], Callable[[i
         except distribute.WORKER_LOST_ERRORS as err:
             if strategy is None:
                 raise
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            lines = [line for line in str(err).splitlines() if line.strip() and not
+                     line.startswith(("Graph execution error", "Detected at node", "  "))]
+            first = (lines or [type(err).__name__])[0]
             raise TrainingError(f"step {step + 1} failed because a worker of the cluster "
                                 f"stopped or cannot be reached ({type(err).__name__}: "
                                 f"{first[:160]}); the last checkpoint ("
@@ -164,6 +166,7 @@ def run(train_dir: str, objects: dict, make_step_fn: Callable[[int], Callable[[i
             if done != total_steps and chief:
                 print(f"[{name}] saved {path}", flush=True)
     writer.flush()
-    print(f"[{name}] done: step {total_steps}, checkpoint {manager.latest_checkpoint}",
+    print(f"[{name}] done: step {total_steps}, checkpoint "
+          f"{tf.train.latest_checkpoint(manager.directory)}",
           file=sys.stdout, flush=True)
     return total_steps

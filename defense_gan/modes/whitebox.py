@@ -12,8 +12,8 @@ import os
 import shlex
 import sys
 
-from defense_gan import (attacks, classifiers, data, evaluation, files, gan, hardware,
-                         projection, results)
+from defense_gan import (attacks, classifiers, data, distribute, evaluation, files, gan,
+                         hardware, projection, results)
 from defense_gan.checkpoints import environment
 from defense_gan.config import REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
@@ -34,6 +34,8 @@ def run_name(cfg: Config) -> str:
 
 
 def run(cfg: Config) -> None:
+    shard_index, num_shards = distribute.eval_shard(cfg.strategy, cfg.shard_index,
+                                                    cfg.num_shards)
     splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir)
     if cfg.num_tests > len(splits.x_test):
         raise ConfigError(f"--num_tests: {cfg.num_tests} exceeds the {len(splits.x_test)} "
@@ -94,12 +96,27 @@ def run(cfg: Config) -> None:
           f"(attacker gradient: {gradient}), {cfg.num_tests} test images -> {results_dir}",
           flush=True)
     x_test = data.to_float(splits.x_test[:cfg.num_tests]).numpy()
-    records, stats = evaluation.evaluate(
-        x_test, splits.y_test[:cfg.num_tests], classifier=classifier, attack=attack,
-        batch_size=cfg.eval_batch_size, seed=cfg.seed,
-        records_dir=os.path.join(results_dir, "records"), settings=run_settings,
-        defended=defended, cache=cache, fresh_seed=fresh_seed,
-        progress=lambda line: print(line, flush=True))
+    records_dir = os.path.join(results_dir, "records")
+
+    def evaluate(shard):
+        return evaluation.evaluate(
+            x_test, splits.y_test[:cfg.num_tests], classifier=classifier, attack=attack,
+            batch_size=cfg.eval_batch_size, seed=cfg.seed, records_dir=records_dir,
+            settings=run_settings, defended=defended, cache=cache, fresh_seed=fresh_seed,
+            progress=lambda line: print(line, flush=True), shard=shard)
+    if num_shards > 1:
+        # Each shard computes batches k = shard_index (mod num_shards); batch k's records do
+        # not depend on the process (images, seed [seed, k]), so shard 0 gathers them all and
+        # results.json is the one-process run's.
+        evaluate((shard_index, num_shards))
+        if shard_index:
+            print(f"[whitebox] shard {shard_index} of {num_shards} done; shard 0 writes "
+                  f"{results_dir}/results.json when every shard is done", flush=True)
+            return
+        evaluation.wait_for_batches(records_dir, run_settings, cfg.num_tests,
+                                    cfg.eval_batch_size, cfg.shard_timeout, num_shards,
+                                    progress=lambda line: print(line, flush=True))
+    records, stats = evaluate((0, 1))  # with shards: every batch is read from its records
     metrics = results.summarize(records, cfg.defense)
     if stats["batches_resumed"] * cfg.eval_batch_size >= cfg.num_tests and \
             results.load(results_dir).get("settings") == run_settings:
