@@ -65,12 +65,13 @@ class ClassifierTrainer(keras.Model):
             if self.adv_eps:
                 x_adv = tf.stop_gradient(fgsm(lambda t: self.classifier(t, training=False), x,
                                               self.adv_eps))
+            xent_i = tf.nn.sparse_softmax_cross_entropy_with_logits  # per example [B]
             with tf.GradientTape() as tape:
                 logits = self.classifier(x, training=True)
-                per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+                per_example = xent_i(y, logits)
                 if self.adv_eps:
-                    per_example = 0.5 * (per_example + tf.nn.sparse_softmax_cross_entropy_with_logits(
-                        y, self.classifier(x_adv, training=True)))
+                    per_example = 0.5 * (per_example
+                                         + xent_i(y, self.classifier(x_adv, training=True)))
                 loss = average(per_example)
             variables = self.classifier.trainable_variables
             self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))

@@ -149,9 +149,17 @@ def make_strategy(name: str, cpu_devices: int = 0):
                 "to split the CPU for testing); use --strategy=default for one device")
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
-        required_tf_config()
+        spec = required_tf_config()
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as err:
+            task = spec["task"]
+            address = spec["cluster"][task["type"]][task["index"]]
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ConfigError(f"TF_CONFIG: task {task['type']} {task['index']} cannot start "
+                              f"its server at {address} (is the port free on this machine?): "
+                              f"{first[:200]}") from None
     if name == "tpu":  # wired but untested: no TPU on the machines this was written on
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver()

@@ -12,6 +12,7 @@ from defense_gan.config import Config
 
 def run(cfg: Config) -> None:
     strategy = distribute.make_strategy(cfg.strategy, cfg.cpu_devices)  # before any TF op
+    distribute.per_replica_batch(strategy, cfg.batch_size)  # --batch_size is the global batch
     train_dir = cfg.resolved_train_dir()
     if distribute.is_chief(strategy):
         training.prepare_train_dir(train_dir)  # fail fast, before the data load and model build
