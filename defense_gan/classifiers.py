@@ -51,6 +51,42 @@ class ClassifierTrainer(keras.Model):
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.float32))
         return {"loss": loss, "accuracy": accuracy}
 
+    def distributed_train_step(self, strategy, global_batch: int):
+        """`train_step` under a tf.distribute `strategy` (classifier and optimizer built in its
+        scope): a tf.function step((x, y)) on per-replica slices of the global batch
+        (`distribute.split_batch`) returning {"loss", "accuracy"} over the global batch. The
+        loss is the per-example cross-entropy averaged over the GLOBAL batch, so the summed
+        replica gradients are the one-device gradient up to float rounding. Dropout masks
+        (models A-D) differ from a one-device run's; FGSM's sign is per example, so adversarial
+        training is unchanged."""
+        from defense_gan import distribute  # noqa: PLC0415 (only distributed runs need it)
+        distribute.per_replica_batch(strategy, global_batch)
+
+        def average(per_example):
+            return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+
+        def replica(x, y):
+            if self.adv_eps:
+                x_adv = tf.stop_gradient(fgsm(lambda t: self.classifier(t, training=False), x,
+                                              self.adv_eps))
+            xent_i = tf.nn.sparse_softmax_cross_entropy_with_logits  # per example [B]
+            with tf.GradientTape() as tape:
+                logits = self.classifier(x, training=True)
+                per_example = xent_i(y, logits)
+                if self.adv_eps:
+                    per_example = 0.5 * (per_example
+                                         + xent_i(y, self.classifier(x_adv, training=True)))
+                loss = average(per_example)
+            variables = self.classifier.trainable_variables
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            correct = tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.float32)
+            return {"loss": loss, "accuracy": average(correct)}
+
+        @tf.function
+        def step(batch):
+            return distribute.reduce_sum(strategy, strategy.run(replica, args=batch))
+        return step
+
 
 def build_trainer(model: str, lr: float = 1e-3, seed: int = 0, precision: str = "float32",
                   adv_eps: float | None = None,

@@ -11,7 +11,8 @@ import dataclasses
 from absl import flags
 
 from defense_gan.config import (ATTACKS, BLACKBOX_LABELS, DATASETS, DEFENSES, GRADIENTS,
-                                MAGNET_GRADIENTS, MODELS, MODES, PRECISIONS, Config, validate)
+                                MAGNET_GRADIENTS, MODELS, MODES, PRECISIONS, STRATEGIES, Config,
+                                validate)
 
 FLAGS = flags.FLAGS
 _DEFINED = False
@@ -223,6 +224,24 @@ def define_flags() -> None:
                        "this many GiB (checked before anything is allocated).")
 
     # --- API, export, distribution (issue 17) ------------------------------------------------
+    # distribute
+    flags.DEFINE_enum("strategy", "default", STRATEGIES,
+                      "tf.distribute strategy. default: one device; mirrored: all local GPUs "
+                      "(or --cpu_devices logical CPUs); multi_worker: one process per machine, "
+                      "cluster from the TF_CONFIG environment variable (whitebox: shards the "
+                      "test images by TF_CONFIG's task); tpu: wired, untested. --batch_size "
+                      "stays the global batch.")
+    flags.DEFINE_integer("cpu_devices", 0,
+                         "--strategy=mirrored on a CPU-only machine: split the CPU into N "
+                         "logical devices (for testing; 0: do not split).")
+    flags.DEFINE_integer("num_shards", 1,
+                         "whitebox: split the test batches over N processes (batch k goes to "
+                         "shard k mod N); shard 0 waits for the others' records and writes "
+                         "results.json. All shards need the same --results_dir (shared disk).")
+    flags.DEFINE_integer("shard_index", 0, "whitebox: this process's shard, 0..--num_shards-1.")
+    flags.DEFINE_integer("shard_timeout", 3600,
+                         "whitebox, sharded: shard 0 gives up (one-line error) after this many "
+                         "seconds without a new batch record from the other shards.")
 
 
 def from_flags() -> Config:

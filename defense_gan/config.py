@@ -28,6 +28,7 @@ MAGNET_GRADIENTS = ("full", "bpda", "classifier")
 DEFAULT_ADV_TRAIN_EPS = 0.15
 # Who labels the black-box substitute's points (see cli.py's --blackbox_labels).
 BLACKBOX_LABELS = ("defended", "target")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,6 +127,12 @@ class Config:
     unrolled_memory_gib: float = 16.0
 
     # API, export, distribution (issue 17)
+    # distribute
+    strategy: str = "default"
+    cpu_devices: int = 0
+    num_shards: int = 1
+    shard_index: int = 0
+    shard_timeout: int = 3600
 
     def oracle_projection(self) -> dict:
         """blackbox: the projection of oracle queries, {rec_iters, rec_rr, rec_prune_at,
@@ -235,6 +242,22 @@ def validate(cfg: Config) -> Config:
                and os.path.realpath(cfg.train_dir) != os.path.realpath(shipped), "train_dir",
                f"'{cfg.train_dir}' is inside the shipped checkpoints/; train elsewhere and copy "
                "the export/ folder there")
+    # distribute (issue 17)
+    _check(cfg.strategy in STRATEGIES, "strategy",
+           f"'{cfg.strategy}' is not one of {', '.join(STRATEGIES)}")
+    _check(cfg.cpu_devices >= 0, "cpu_devices", f"must be >= 0, got {cfg.cpu_devices}")
+    _check(cfg.cpu_devices == 0 or cfg.strategy == "mirrored", "cpu_devices",
+           f"splits the CPU for --strategy=mirrored only, not --strategy={cfg.strategy}")
+    _check(cfg.num_shards >= 1, "num_shards", f"must be a positive integer, got {cfg.num_shards}")
+    _check(0 <= cfg.shard_index < cfg.num_shards, "shard_index",
+           f"must be in 0..{cfg.num_shards - 1} (--num_shards={cfg.num_shards}), "
+           f"got {cfg.shard_index}")
+    _check(cfg.num_shards == 1 or cfg.mode == "whitebox", "num_shards",
+           f"only whitebox evaluation is sharded, not --mode={cfg.mode}")
+    _check(cfg.num_shards == 1 or cfg.strategy == "default", "num_shards",
+           f"--strategy={cfg.strategy} derives the shards from TF_CONFIG; give one or the other")
+    _check(cfg.shard_timeout >= 1, "shard_timeout",
+           f"must be a positive number of seconds, got {cfg.shard_timeout}")
     return cfg
 
 

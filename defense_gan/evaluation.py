@@ -40,6 +40,7 @@ import tensorflow as tf
 
 from defense_gan import results
 from defense_gan.checkpoints import cpu_name
+from defense_gan.errors import ConfigError
 from defense_gan.files import write_bytes_atomic, write_json_atomic
 from defense_gan.projection import pad_batch
 # The clean-image cache lives in rec_cache (beside the training-set cache); these names are
@@ -52,10 +53,60 @@ from defense_gan.rec_cache import (ProjectionCache, clean_cache, fingerprint,  #
 FRESH_SEED_OFFSET = 1 << 20
 
 
+def _saved_batch(path: str, tag: str, count: int) -> dict | None:
+    """The saved records file at `path` if it holds `count` records made with settings
+    fingerprint `tag`, else None."""
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        saved = json.load(f)
+    if saved.get("fingerprint") == tag and len(saved["records"]) == count:
+        return saved
+    return None
+
+
+def _batch_path(records_dir: str, k: int) -> str:
+    return os.path.join(records_dir, f"batch_{k:05d}.json")
+
+
+def missing_batches(records_dir: str, settings: dict, n: int, batch_size: int) -> list:
+    """Indices of the batches of an n-image evaluation with `settings` that have no complete
+    records file yet."""
+    tag = fingerprint(settings)
+    return [k for k in range(-(-n // batch_size))
+            if _saved_batch(_batch_path(records_dir, k), tag,
+                            min(n, (k + 1) * batch_size) - k * batch_size) is None]
+
+
+def wait_for_batches(records_dir: str, settings: dict, n: int, batch_size: int,
+                     timeout: float, num_shards: int, progress=print, poll: float = 2.0) -> None:
+    """Block until every batch's records exist (written by the other shards of a sharded run).
+    Raises ConfigError naming --shard_timeout after `timeout` seconds without a new batch."""
+    missing = missing_batches(records_dir, settings, n, batch_size)
+    last_change, last_report = time.time(), 0.0
+    while missing:
+        if time.time() - last_change > timeout:
+            shards = sorted({k % num_shards for k in missing})
+            raise ConfigError(
+                f"--shard_timeout: no new batch record for {timeout:g} s; shard(s) "
+                f"{', '.join(map(str, shards))} of {num_shards} still owe batch(es) "
+                f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''} in "
+                f"{records_dir}: restart them (each resumes per batch), or rerun with "
+                "--num_shards=1 to compute the rest here")
+        if time.time() - last_report > 60:
+            progress(f"[whitebox] waiting for {len(missing)} batch(es) of the other shards")
+            last_report = time.time()
+        time.sleep(poll)
+        now_missing = missing_batches(records_dir, settings, n, batch_size)
+        if len(now_missing) < len(missing):
+            last_change = time.time()
+        missing = now_missing
+
+
 def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
              records_dir: str, settings: dict, defended=None, cache: ProjectionCache = None,
              fresh_seed: bool = False, progress=print, index_offset: int = 0,
-             mode: str = "whitebox"):
+             mode: str = "whitebox", shard: tuple = (0, 1)):
     """Run `attack` against the defense on images (float32 [N, H, W, C] in [0, 1]).
 
     classifier: x -> logits (the evaluated classifier, undefended or adversarially trained).
@@ -66,6 +117,9 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
       projection per batch; see the module docstring).
     index_offset: the test-set index of images[0] (records' `index` are test-set indices).
     mode: the name that starts each progress line.
+    shard: (index, count): compute only batches k with k % count == index (batch k holds
+      images [k*batch_size, (k+1)*batch_size), seed [seed, k], so a batch's records do not
+      depend on which process computes it); the records returned are this shard's.
     Returns (records, stats): stats has the seconds spent projecting and attacking and the
     images projected, summed over all batches that saved their timing (resumed ones too),
     `batches_resumed`, and `cpus` (CPU name -> batches computed on it).
@@ -85,18 +139,18 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         stats["cpus"][timing["cpu"]] = stats["cpus"].get(timing["cpu"], 0) + 1
     start_time = time.time()
     num_batches = (n + batch_size - 1) // batch_size
-    for k in range(num_batches):
+    mine = [k for k in range(num_batches) if k % shard[1] == shard[0]]
+    n_mine = sum(min(n, (k + 1) * batch_size) - k * batch_size for k in mine)
+    for k in mine:
         lo, hi = k * batch_size, min(n, (k + 1) * batch_size)
-        path = os.path.join(records_dir, f"batch_{k:05d}.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                saved = json.load(f)
-            if saved.get("fingerprint") == tag and len(saved["records"]) == hi - lo:
-                records.extend(saved["records"])
-                stats["batches_resumed"] += 1
-                if "timing" in saved:  # batches written before timing was saved have none
-                    add_timing(saved["timing"])
-                continue
+        path = _batch_path(records_dir, k)
+        saved = _saved_batch(path, tag, hi - lo)
+        if saved is not None:
+            records.extend(saved["records"])
+            stats["batches_resumed"] += 1
+            if "timing" in saved:  # batches written before timing was saved have none
+                add_timing(saved["timing"])
+            continue
         count = hi - lo
         x = pad_batch(np.asarray(images[lo:hi], np.float32), batch_size)
         y = labels[lo:hi]
@@ -157,10 +211,11 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         done = len(records)
         elapsed = time.time() - start_time
         fresh = done - stats["batches_resumed"] * batch_size
-        eta = (n - done) * elapsed / max(fresh, 1)
+        eta = (n_mine - done) * elapsed / max(fresh, 1)
         acc = np.mean([results.adversarial_correct(r) for r in records])
-        progress(f"[{mode}] {done}/{n} images  adversarial accuracy so far {acc:.4f}  "
-                 f"{elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
+        of_shard = f" (shard {shard[0]} of {shard[1]})" if shard[1] > 1 else ""
+        progress(f"[{mode}] {done}/{n_mine} images{of_shard}  adversarial accuracy so far "
+                 f"{acc:.4f}  {elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
     return records, stats
 
 

@@ -26,6 +26,14 @@ def gradient_penalty(critic, real: tf.Tensor, fake: tf.Tensor, alpha: tf.Tensor)
     real, fake: float32 [N, ...]; alpha: float32 [N] in [0, 1], one per example. The norm is
     taken over all non-batch axes.
     """
+    return tf.reduce_mean(per_example_gradient_penalty(critic, real, fake, alpha))
+
+
+def per_example_gradient_penalty(critic, real: tf.Tensor, fake: tf.Tensor,
+                                 alpha: tf.Tensor) -> tf.Tensor:
+    """(||grad_x D(x_hat_i)||_2 - 1)^2 for each example i: float32 [N] (arguments as
+    `gradient_penalty`). A per-example quantity, so a distributed step averages it over the
+    global batch like the other losses."""
     alpha = tf.reshape(alpha, [-1] + [1] * (len(real.shape) - 1))
     x_hat = real + alpha * (fake - real)
     with tf.GradientTape() as tape:
@@ -34,7 +42,7 @@ def gradient_penalty(critic, real: tf.Tensor, fake: tf.Tensor, alpha: tf.Tensor)
     grads = tape.gradient(scores, x_hat)
     axes = list(range(1, len(grads.shape)))
     norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=axes) + 1e-12)
-    return tf.reduce_mean(tf.square(norms - 1.0))
+    return tf.square(norms - 1.0)
 
 
 class WGAN(keras.Model):
@@ -109,6 +117,59 @@ class WGAN(keras.Model):
         g_loss = self._generator_step(tf.shape(real)[1])
         return {"critic_loss": d_loss, "generator_loss": g_loss, "gradient_penalty": gp,
                 "wasserstein": w_dist}
+
+    def distributed_train_step(self, strategy, global_batch: int):
+        """`train_step` under a tf.distribute `strategy` (models and optimizers built in its
+        scope): a tf.function step(real) with real the per-replica slices ([critic_iters,
+        global_batch / replicas, H, W, C], `distribute.split_batch` along axis 1) that returns
+        the same metrics as `train_step` on the global batch, as global means.
+
+        The noise (z, alpha) is drawn for the global batch from `self.rng` in the same order as
+        `train_step`, and each replica takes its rows, so a run is the one-device run up to
+        float rounding of the cross-replica sums: every loss, the gradient penalty included,
+        is a per-example quantity averaged over the GLOBAL batch
+        (tf.nn.compute_average_loss), and the optimizers sum the replicas' gradients.
+        """
+        from defense_gan import distribute  # noqa: PLC0415 (only distributed runs need it)
+        local = distribute.per_replica_batch(strategy, global_batch)
+
+        def average(per_example):
+            return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+
+        def critic_replica(real, z, alpha):
+            z, alpha = distribute.replica_slice(z, local), distribute.replica_slice(alpha, local)
+            with tf.GradientTape() as tape:
+                fake = self.generator(z, training=True)
+                wasserstein = (self.critic(fake, training=True)
+                               - self.critic(real, training=True))
+                gp = per_example_gradient_penalty(self.critic, real, fake, alpha)
+                d_loss = average(wasserstein + self.gp_weight * gp)
+            grads = tape.gradient(d_loss, self.critic.trainable_variables)
+            self.d_optimizer.apply_gradients(zip(grads, self.critic.trainable_variables))
+            return {"critic_loss": d_loss, "gradient_penalty": average(gp),
+                    "wasserstein": -average(wasserstein)}
+
+        def generator_replica(z):
+            z = distribute.replica_slice(z, local)
+            with tf.GradientTape() as tape:
+                g_loss = average(-self.critic(self.generator(z, training=True), training=True))
+            grads = tape.gradient(g_loss, self.generator.trainable_variables)
+            self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
+            return {"generator_loss": g_loss}
+
+        @tf.function
+        def step(real):
+            for i in range(self.critic_iters):
+                z = self.rng.normal([global_batch, self.latent_dim])
+                alpha = self.rng.uniform([global_batch])
+                critic = strategy.run(lambda r, z, a, i=i: critic_replica(r[i], z, a),
+                                      args=(real, z, alpha))
+            z = self.rng.normal([global_batch, self.latent_dim])
+            metrics = {**critic, **strategy.run(generator_replica, args=(z,))}
+            metrics = distribute.reduce_sum(strategy, metrics)
+            return {k: metrics[k] for k in ("critic_loss", "generator_loss",
+                                            "gradient_penalty", "wasserstein")}
+        return step
 
 
 def build_wgan(latent_dim=128, critic_iters=5, gp_weight=10.0, lr=1e-4, seed=0,

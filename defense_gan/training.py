@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from defense_gan import summaries
+from defense_gan import distribute, summaries
 from defense_gan.errors import ConfigError, TrainingError
 from defense_gan.files import writable_dir_problem, write_json_atomic
 
@@ -74,7 +74,8 @@ def format_seconds(seconds: float) -> str:
 def run(train_dir: str, objects: dict, make_step_fn: Callable[[int], Callable[[int], dict]],
         total_steps: int, *, log_every: int, checkpoint_every: int, keep: int, flags: dict,
         on_image: Callable | None = None, image_every: int = 0,
-        on_export: Callable[[int, float], None] | None = None, name: str = "train") -> int:
+        on_export: Callable[[int, float], None] | None = None, name: str = "train",
+        strategy=None) -> int:
     """Train until `total_steps`, resuming from `train_dir`. Returns the final step.
 
     objects: trackables to checkpoint (models, optimizers, generators); their variables must
@@ -83,16 +84,28 @@ def run(train_dir: str, objects: dict, make_step_fn: Callable[[int], Callable[[i
       after the restore, so data pipelines can start at the restored position.
     on_image(writer, step): writes image summaries every `image_every` steps.
     on_export(step, wall_clock_seconds): writes the inference export after each checkpoint.
+    strategy: the tf.distribute strategy the objects were built under, or None. In a
+      multi-worker cluster every worker restores from and saves with the chief (a save is a
+      collective step), but only the chief's files are kept: the others save into a private
+      `.tmp-worker-<id>` that is deleted at once, and write no flags.json, logs or export.
     """
-    prepare_train_dir(train_dir)
+    chief = distribute.is_chief(strategy)
+    if chief:
+        prepare_train_dir(train_dir)
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     elapsed_var = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_clock")
     checkpoint = tf.train.Checkpoint(step=step_var, wall_clock=elapsed_var, **objects)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(train_dir, CKPT_SUBDIR),
                                          max_to_keep=keep)
     restore_or_initialize(manager, checkpoint, train_dir)
+    saver = manager if chief else tf.train.CheckpointManager(
+        checkpoint, os.path.join(distribute.worker_dir(train_dir, strategy), CKPT_SUBDIR),
+        max_to_keep=1)
     start = int(step_var.numpy())
-    write_json_atomic(os.path.join(train_dir, "flags.json"), flags)
+    if chief:
+        write_json_atomic(os.path.join(train_dir, "flags.json"), flags)
+    else:
+        on_image = on_export = None
     if start >= total_steps:
         print(f"[{name}] {train_dir} is at step {start} >= {total_steps} requested; nothing to "
               "train (raise --iterations / --epochs to train longer)", flush=True)
@@ -101,14 +114,28 @@ def run(train_dir: str, objects: dict, make_step_fn: Callable[[int], Callable[[i
         return start
     print(f"[{name}] {'resuming from step ' + str(start) if start else 'starting'} -> "
           f"{total_steps} steps in {train_dir}", flush=True)
-    writer = tf.summary.create_file_writer(os.path.join(train_dir, LOG_SUBDIR))
+    writer = (tf.summary.create_file_writer(os.path.join(train_dir, LOG_SUBDIR)) if chief
+              else tf.summary.create_noop_writer())
     step_fn = make_step_fn(start)
     window_start, window_steps = time.time(), 0
     session_start = time.time()
     base_elapsed = float(elapsed_var.numpy())
     for step in range(start, total_steps):
-        metrics = step_fn(step)
-        values = {k: float(v) for k, v in metrics.items()}
+        try:
+            metrics = step_fn(step)
+            values = {k: float(v) for k, v in metrics.items()}
+        except distribute.WORKER_LOST_ERRORS as err:
+            if strategy is None:
+                raise
+            lines = [line for line in str(err).splitlines() if line.strip() and not
+                     line.startswith(("Graph execution error", "Detected at node", "  "))]
+            first = (lines or [type(err).__name__])[0]
+            raise TrainingError(f"step {step + 1} failed because a worker of the cluster "
+                                f"stopped or cannot be reached ({type(err).__name__}: "
+                                f"{first[:160]}); the last checkpoint ("
+                                f"{tf.train.latest_checkpoint(manager.directory) or 'none'}) "
+                                "is kept: restart "
+                                "every worker with the same command to resume from it") from None
         bad = [k for k, v in values.items() if not np.isfinite(v)]
         if bad:
             raise TrainingError(f"non-finite {', '.join(bad)} at step {step + 1} in "
@@ -131,13 +158,15 @@ def run(train_dir: str, objects: dict, make_step_fn: Callable[[int], Callable[[i
             on_image(writer, done)
         if done % checkpoint_every == 0 or done == total_steps:
             elapsed_var.assign(base_elapsed + time.time() - session_start)
-            path = manager.save(checkpoint_number=done)
+            path = saver.save(checkpoint_number=done)
+            distribute.discard_worker_dir(train_dir, strategy)
             writer.flush()
             if on_export is not None:
                 on_export(done, float(elapsed_var.numpy()))
-            if done != total_steps:
+            if done != total_steps and chief:
                 print(f"[{name}] saved {path}", flush=True)
     writer.flush()
-    print(f"[{name}] done: step {total_steps}, checkpoint {manager.latest_checkpoint}",
+    print(f"[{name}] done: step {total_steps}, checkpoint "
+          f"{tf.train.latest_checkpoint(manager.directory)}",
           file=sys.stdout, flush=True)
     return total_steps

@@ -2,13 +2,14 @@
 adversarial-training baseline with --adv_train, or Defense-GAN-Rec with --train_on_recs (on
 reconstructions of the training images, from the cache in --recs_dir, built where missing)."""
 
+import contextlib
 import dataclasses
 
 import numpy as np
 import tensorflow as tf
 
-from defense_gan import (checkpoints, classifiers, data, dataset_spec, gan, hardware,
-                         projection, rec_cache, training)
+from defense_gan import (checkpoints, classifiers, data, dataset_spec, distribute, gan,
+                         hardware, projection, rec_cache, training)
 from defense_gan.config import Config
 
 
@@ -38,9 +39,12 @@ def reconstruction_source(cfg: Config):
 
 
 def run(cfg: Config) -> None:
+    strategy = distribute.make_strategy(cfg.strategy, cfg.cpu_devices)  # before any TF op
+    distribute.per_replica_batch(strategy, cfg.batch_size)  # --batch_size is the global batch
     train_dir = cfg.resolved_train_dir()
     recs = reconstruction_source(cfg) if cfg.train_on_recs else None
-    training.prepare_train_dir(train_dir)  # fail fast, before the data load and model build
+    if distribute.is_chief(strategy):
+        training.prepare_train_dir(train_dir)  # fail fast, before the data load and model build
     spec = dataset_spec.get(cfg.dataset)
     splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir, cfg.train_limit)
     x_train, x_val_rec, trained_on = splits.x_train, None, "clean training images"
@@ -61,9 +65,16 @@ def run(cfg: Config) -> None:
         trained_on = "reconstructions of the training images (Defense-GAN-Rec)"
         print(f"[train_classifier] training on {len(x_train)} reconstructions from "
               f"{description['folder']}", flush=True)
-    trainer = classifiers.build_trainer(cfg.model, cfg.classifier_lr, cfg.seed, cfg.precision,
-                                        cfg.adv_train_eps if cfg.adv_train else None, spec)
-    train_step = tf.function(trainer.train_step)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        trainer = classifiers.build_trainer(cfg.model, cfg.classifier_lr, cfg.seed,
+                                            cfg.precision,
+                                            cfg.adv_train_eps if cfg.adv_train else None, spec)
+    if strategy is None:
+        train_step = tf.function(trainer.train_step)
+    else:  # batches of --batch_size (the global batch), split over the replicas
+        distributed_step = trainer.distributed_train_step(strategy, cfg.batch_size)
+        train_step = lambda batch: distributed_step(  # noqa: E731
+            distribute.split_batch(strategy, batch))
     steps_per_epoch = len(x_train) // cfg.batch_size
 
     def make_step_fn(start_step):
@@ -104,4 +115,4 @@ def run(cfg: Config) -> None:
     training.run(train_dir, objects, make_step_fn, cfg.epochs * steps_per_epoch,
                  log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
                  keep=cfg.keep_checkpoints, flags=dataclasses.asdict(cfg), on_export=on_export,
-                 name="train_classifier")
+                 name="train_classifier", strategy=strategy)

@@ -1,10 +1,12 @@
 """--mode=train_gan: train the WGAN-GP generator on the clean training split."""
 
+import contextlib
 import dataclasses
 
 import tensorflow as tf
 
-from defense_gan import checkpoints, data, dataset_spec, gan, summaries, training
+from defense_gan import (checkpoints, data, dataset_spec, distribute, gan, summaries,
+                         training)
 from defense_gan.config import Config
 
 SAMPLE_GRID = 64
@@ -12,13 +14,22 @@ VALIDATION_IMAGES = 1000  # for the export's critic Wasserstein estimate (about 
 
 
 def run(cfg: Config) -> None:
+    strategy = distribute.make_strategy(cfg.strategy, cfg.cpu_devices)  # before any TF op
+    distribute.per_replica_batch(strategy, cfg.batch_size)  # --batch_size is the global batch
     train_dir = cfg.resolved_train_dir()
-    training.prepare_train_dir(train_dir)  # fail fast, before the data load and model build
+    if distribute.is_chief(strategy):
+        training.prepare_train_dir(train_dir)  # fail fast, before the data load and model build
     spec = dataset_spec.get(cfg.dataset)
     splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir, cfg.train_limit)
-    model = gan.build_wgan(cfg.latent_dim, cfg.critic_iters, cfg.gp_weight, cfg.gan_lr,
-                           cfg.seed, cfg.precision, spec)
-    train_step = tf.function(model.train_step)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        model = gan.build_wgan(cfg.latent_dim, cfg.critic_iters, cfg.gp_weight, cfg.gan_lr,
+                               cfg.seed, cfg.precision, spec)
+    if strategy is None:
+        train_step = tf.function(model.train_step)
+    else:  # batches of --batch_size (the global batch), split along axis 1 over the replicas
+        distributed_step = model.distributed_train_step(strategy, cfg.batch_size)
+        train_step = lambda real: distributed_step(  # noqa: E731
+            distribute.split_batch(strategy, real, axis=1))
     fixed_z = tf.random.stateless_normal([SAMPLE_GRID, cfg.latent_dim], seed=[cfg.seed, 7])
 
     def make_step_fn(start_step):
@@ -54,4 +65,4 @@ def run(cfg: Config) -> None:
     training.run(train_dir, objects, make_step_fn, cfg.iterations, log_every=cfg.log_every,
                  checkpoint_every=cfg.checkpoint_every, keep=cfg.keep_checkpoints,
                  flags=dataclasses.asdict(cfg), on_image=on_image, image_every=cfg.image_every,
-                 on_export=on_export, name="train_gan")
+                 on_export=on_export, name="train_gan", strategy=strategy)

@@ -22,8 +22,8 @@ import os
 import shlex
 import sys
 
-from defense_gan import (attacks, classifiers, data, dataset_spec, evaluation, files, gan,
-                         hardware, magnet, plots, projection, results)
+from defense_gan import (attacks, classifiers, data, dataset_spec, distribute, evaluation,
+                         files, gan, hardware, magnet, plots, projection, results)
 from defense_gan.config import DEFAULT_ADV_TRAIN_EPS, REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
 
@@ -248,6 +248,8 @@ def run_sweep(cfg: Config) -> None:
 
 def run_one(cfg: Config) -> None:
     spec = dataset_spec.get(cfg.dataset)
+    shard_index, num_shards = distribute.eval_shard(cfg.strategy, cfg.shard_index,
+                                                    cfg.num_shards)
     splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir)
     if cfg.num_tests > len(splits.x_test):
         raise ConfigError(f"--num_tests: {cfg.num_tests} exceeds the {len(splits.x_test)} "
@@ -304,12 +306,27 @@ def run_one(cfg: Config) -> None:
           f"(attacker gradient: {gradient}), {cfg.num_tests} test images -> {results_dir}",
           flush=True)
     x_test = data.to_float(splits.x_test[:cfg.num_tests], spec.pixel_range).numpy()
-    records, stats = evaluation.evaluate(
-        x_test, splits.y_test[:cfg.num_tests], classifier=classifier, attack=attack,
-        batch_size=cfg.eval_batch_size, seed=cfg.seed,
-        records_dir=os.path.join(results_dir, "records"), settings=run_settings,
-        defended=defended, cache=cache, fresh_seed=fresh_seed,
-        progress=lambda line: print(line, flush=True))
+    records_dir = os.path.join(results_dir, "records")
+
+    def evaluate(shard):
+        return evaluation.evaluate(
+            x_test, splits.y_test[:cfg.num_tests], classifier=classifier, attack=attack,
+            batch_size=cfg.eval_batch_size, seed=cfg.seed, records_dir=records_dir,
+            settings=run_settings, defended=defended, cache=cache, fresh_seed=fresh_seed,
+            progress=lambda line: print(line, flush=True), shard=shard)
+    if num_shards > 1:
+        # Each shard computes batches k = shard_index (mod num_shards); batch k's records do
+        # not depend on the process (images, seed [seed, k]), so shard 0 gathers them all and
+        # results.json is the one-process run's.
+        evaluate((shard_index, num_shards))
+        if shard_index:
+            print(f"[whitebox] shard {shard_index} of {num_shards} done; shard 0 writes "
+                  f"{results_dir}/results.json when every shard is done", flush=True)
+            return
+        evaluation.wait_for_batches(records_dir, run_settings, cfg.num_tests,
+                                    cfg.eval_batch_size, cfg.shard_timeout, num_shards,
+                                    progress=lambda line: print(line, flush=True))
+    records, stats = evaluate((0, 1))  # with shards: every batch is read from its records
     metrics = results.summarize(records, cfg.defense)
     if results.finished_unchanged(results_dir, stats, cfg.eval_batch_size, cfg.num_tests,
                                   run_settings):
