@@ -74,6 +74,11 @@ class Config:
     # blackbox, Defense-GAN-Rec, MagNet (issue 13)
 
     # detection and sweeps (issue 14)
+    detect_fpr: float = 0.05
+    detect_val: int | None = None
+    detect_whitebox: bool = True
+    adv_sources: list | None = None
+    detect_bootstrap: int = 1000
 
     # Fashion-MNIST and CelebA (issue 15)
 
@@ -149,6 +154,19 @@ def validate(cfg: Config) -> Config:
                and os.path.realpath(cfg.train_dir) != os.path.realpath(shipped), "train_dir",
                f"'{cfg.train_dir}' is inside the shipped checkpoints/; train elsewhere and copy "
                "the export/ folder there")
+    # detection (issue 14)
+    _check(0.0 < cfg.detect_fpr < 1.0, "detect_fpr",
+           f"must be in (0, 1) (a false positive rate), got {cfg.detect_fpr}")
+    _check(cfg.detect_val is None or cfg.detect_val >= 1, "detect_val",
+           f"the detection threshold is chosen on validation images: need at least 1, got "
+           f"{cfg.detect_val}")
+    _check(cfg.detect_bootstrap >= 1, "detect_bootstrap",
+           f"must be a positive integer, got {cfg.detect_bootstrap}")
+    if cfg.adv_sources is not None:
+        _check(len(cfg.adv_sources) > 0, "adv_sources",
+               "is an empty list (give run folders separated by commas, or leave the flag out)")
+        _check(all(s.strip() for s in cfg.adv_sources), "adv_sources",
+               f"has an empty entry: {','.join(cfg.adv_sources)!r}")
     return cfg
 
 
