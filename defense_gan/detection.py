@@ -113,7 +113,7 @@ def write_roc_png(path: str, curves: list, *, title: str, fpr_target: float | No
     """One figure (PNG, written atomically) with every ROC curve of `curves` and a legend.
 
     curves: [{"label": str, "clean": scores, "attacked": scores}, ...]; the legend shows each
-    curve's label and AUC, as the paper's Figs 4-5. fpr_target: draws the chosen FPR as a
+    curve's label, AUC and number of attacked images, as the paper's Figs 4-5. fpr_target: draws the chosen FPR as a
     dotted vertical line. Uses matplotlib's Agg backend (no display needed).
     """
     import io
@@ -128,7 +128,8 @@ def write_roc_png(path: str, curves: list, *, title: str, fpr_target: float | No
     for curve in curves:
         fpr, tpr, _ = roc_curve(curve["clean"], curve["attacked"])
         value = auc(curve["clean"], curve["attacked"])
-        ax.plot(fpr, tpr, lw=1.6, label=f"{curve['label']} (AUC = {value:.3f})")
+        ax.plot(fpr, tpr, lw=1.6,
+                label=f"{curve['label']} (AUC = {value:.3f}, n = {len(curve['attacked'])})")
     ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--", label="chance (AUC = 0.5)")
     if fpr_target is not None:
         ax.axvline(fpr_target, color="0.3", lw=0.8, ls=":",
