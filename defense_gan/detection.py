@@ -113,8 +113,9 @@ def write_roc_png(path: str, curves: list, *, title: str, fpr_target: float | No
     """One figure (PNG, written atomically) with every ROC curve of `curves` and a legend.
 
     curves: [{"label": str, "clean": scores, "attacked": scores}, ...]; the legend shows each
-    curve's label, AUC and number of attacked images, as the paper's Figs 4-5. fpr_target: draws the chosen FPR as a
-    dotted vertical line. Uses matplotlib's Agg backend (no display needed).
+    curve's label, AUC and number of attacked images, as the paper's Figs 4-5. fpr_target:
+    draws the chosen FPR as a dotted vertical line. Uses matplotlib's Agg backend (no display
+    needed).
     """
     import io
 

@@ -10,8 +10,9 @@ sys.path.insert(0, os.path.join(REPO, "scripts"))
 import results_detection  # noqa: E402
 
 
-def fake_detect(root, folder, L, R, auc, clean_acc, adv_acc, n=500):
-    curve = {"label": "black-box FGSM eps 0.3, substitute E", "n_attacked": n, "n_clean": n,
+def fake_detect(root, folder, L, R, auc, clean_acc, adv_acc, n=500,
+                label="black-box FGSM eps 0.3, substitute E"):
+    curve = {"label": label, "n_attacked": n, "n_clean": n,
              "auc": auc, "auc_ci95": [auc - 0.01, auc + 0.005], "detection_rate": 0.9,
              "detection_rate_ci95": [0.87, 0.92], "test_clean_fpr": 0.05,
              "test_clean_fpr_ci95": [0.03, 0.07],
@@ -32,7 +33,8 @@ def test_section_puts_each_sweep_cell_beside_the_paper(tmp_path):
     root = str(tmp_path)
     fake_detect(root, "results/mnist/sweeps/orig_L25_R10_n500", 25, 10, 0.961, 0.912, 0.734)
     fake_detect(root, "results/mnist/sweeps/orig_L100_R1_n500", 100, 1, 0.801, 0.655, 0.512)
-    fake_detect(root, "results/mnist/detect/F_L200_R10_n200", 200, 10, 0.987, 0.97, 0.5)
+    fake_detect(root, "results/mnist/detect/F_L200_R10_n200", 200, 10, 0.987, 0.97, 0.5,
+                label="black-box FGSM eps 0.15, substitute E")
     text = results_detection.section(root)
     row25 = next(line for line in text.splitlines() if line.startswith("| 25 (n=500)"))
     assert "0.912 [0.892, 0.922]" in row25 and "0.961 [0.951, 0.966]" in row25
@@ -40,7 +42,8 @@ def test_section_puts_each_sweep_cell_beside_the_paper(tmp_path):
     row_r1 = next(line for line in text.splitlines() if line.startswith("| 1 (n=500)"))
     assert "0.655 [0.635, 0.665]" in row_r1 and "| 0.836 |" in row_r1
     assert "| 1600 | - |" in text  # not run: empty cells, the paper's values still shown
-    assert "0.987 [0.977, 0.992]" in text  # the detection table
+    detect_row = next(line for line in text.splitlines() if "0.987 [0.977, 0.992]" in line)
+    assert "| 0.975 |" in detect_row  # the paper's Fig 4 legend, eps 0.15
     assert "Not measured yet" in text
 
 

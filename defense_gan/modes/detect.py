@@ -115,8 +115,9 @@ def read_records(folder: str) -> list:
     return sorted(out, key=lambda r: r["index"])
 
 
-def _records_usable(folder: str, result: dict, identity: dict) -> str | None:
-    """None if the run's records give MSEs of this projection, else why not."""
+def _records_usable(folder: str, result: dict, identity: dict, y_test) -> str | None:
+    """None if the run's records give MSEs of this projection for test images named by their
+    test-set index, else why not."""
     if not result:
         return "no results.json"
     why = mismatch(identity, run_identity(result))
@@ -128,6 +129,9 @@ def _records_usable(folder: str, result: dict, identity: dict) -> str | None:
     missing = [k for k in RECORD_KEYS if k not in records[0]]
     if missing:
         return f"records without {', '.join(missing)}"
+    index = np.array([r["index"] for r in records])
+    if index.max() >= len(y_test) or np.any(y_test[index] != [r["label"] for r in records]):
+        return "record indices that are not test-set indices (their labels differ)"
     return None
 
 
@@ -187,7 +191,7 @@ def collect_sources(cfg: Config, identity: dict, splits) -> tuple[list, list]:
             if not (s.get("model") == cfg.model and s.get("defense") == "defense_gan"
                     and s.get("gradient") == "bpda" and s.get("attack") in WHITEBOX_ATTACKS):
                 continue
-            why = _records_usable(folder, result, identity)
+            why = _records_usable(folder, result, identity, splits.y_test)
             if why:
                 skipped.append({"folder": os.path.relpath(folder, REPO_ROOT), "why": why})
                 continue
@@ -200,7 +204,7 @@ def collect_sources(cfg: Config, identity: dict, splits) -> tuple[list, list]:
         if os.path.realpath(folder) in seen:
             continue
         result = results.load(folder)
-        why = _records_usable(folder, result, identity)
+        why = _records_usable(folder, result, identity, splits.y_test)
         npz = os.path.join(folder, ADVERSARIAL_NPZ)
         if why is None:
             sources.append(Source(folder, "records", result))
@@ -250,8 +254,9 @@ class CleanTest:
             if fresh:
                 self.timing["clean_test_projected_images"] += b
                 self.timing["clean_test_projection_seconds"] += time.time() - t
+                done = self.timing["clean_test_projected_images"]
                 self.timing["images_per_second"]["clean_test"] = (
-                    self.timing["clean_test_projected_images"] / self.timing["clean_test_projection_seconds"])
+                    done / self.timing["clean_test_projection_seconds"])
             pred, pred_rec = _predict(self.classifier, x), _predict(self.classifier, x_rec[:count])
             for i in range(count):
                 self.mse[lo + i] = float(mse[i])
