@@ -15,6 +15,8 @@ is the batch's wall clock divided by --batch. Two settings:
                          points of fp32 on 1,000 images). The early stop needs R > --rec_keep,
                          so R = 1 and 2 are bf16 alone. Where the CPU has no bf16 arithmetic
                          (hardware.resolve_precision) the "bf16" cells are float32 + early stop.
+Cells are timed one (L, R) at a time with the two settings in turn, so on a shared machine
+both see the same load (each cell keeps the 1-minute load average it saw).
 The paper's Table 13 gives "average time to compute reconstructions of MNIST/F-MNIST images"
 on one GTX TITAN X and does not say whether per image or per 50-image batch: its value is
 printed beside each cell as printed, and the JSON says so. The machine may be shared: the JSON
@@ -64,26 +66,31 @@ def worker(spec: dict) -> dict:
     images = data.to_float(data.load("mnist").x_test[:spec["batch"]]).numpy()
     x = tf.constant(np.asarray(images, np.float32))
     out = {"name": spec["name"], "cells": [], "generator": None}
-    for setting, s in SETTINGS.items():
-        if setting not in spec["settings"]:
-            continue
-        precision = hardware.resolve_precision(s["precision"])
-        generator, out["generator"] = load_generator(precision, spec["gan_dir"])
-        for rr in spec["R"]:
-            for iters in spec["L"]:
+    generators, precisions = {}, {}
+    for setting in spec["settings"]:
+        precisions[setting] = hardware.resolve_precision(SETTINGS[setting]["precision"])
+        generators[setting], out["generator"] = load_generator(precisions[setting],
+                                                               spec["gan_dir"])
+    # Cell by cell, the settings in turn, so both see the same load on a shared machine.
+    for rr in spec["R"]:
+        for iters in spec["L"]:
+            for setting in spec["settings"]:
+                s = SETTINGS[setting]
                 prune = s["prune_at"] if rr > s.get("keep", rr) else 0.0
                 settings = projection.ProjectionSettings(
                     iters, rr, batch_size=spec["batch"], rec_prune_at=prune,
                     rec_keep=s.get("keep", 2) if prune else 2)
-                projector = projection.Projector(generator, (28, 28, 1), 128, settings)
+                projector = projection.Projector(generators[setting], (28, 28, 1), 128, settings)
                 projector(x, [0, 0])[2].numpy()  # trace (and one untimed run)
                 times = common.timed(lambda: projector(x, [0, 1])[2].numpy(), spec["repeats"])
                 per_image = [t / spec["batch"] for t in times]
-                cell = {"setting": setting, "precision": precision, "L": iters, "R": rr,
-                        "rec_prune_at": prune, "rec_keep": settings.rec_keep if prune else None,
-                        "seconds_per_batch": times, "seconds_per_image": float(
-                            np.mean(per_image)), "seconds_per_image_std": float(
-                            np.std(per_image)), "paper_titan_x": PAPER[rr][iters]}
+                cell = {"setting": setting, "precision": precisions[setting], "L": iters,
+                        "R": rr, "rec_prune_at": prune,
+                        "rec_keep": settings.rec_keep if prune else None,
+                        "seconds_per_batch": times,
+                        "seconds_per_image": float(np.mean(per_image)),
+                        "seconds_per_image_std": float(np.std(per_image)),
+                        "load_average": os.getloadavg()[0], "paper_titan_x": PAPER[rr][iters]}
                 out["cells"].append(cell)
                 print(f"[bench]   {setting} L={iters} R={rr}: {cell['seconds_per_image']:.4f} "
                       f"s/image (paper {PAPER[rr][iters]})", flush=True)

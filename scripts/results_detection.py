@@ -62,7 +62,7 @@ def _acc(curve, key):
 
 
 def _paper(v):
-    return "-" if v is None else f"{v:g}"
+    return "-" if v is None else str(v)
 
 
 def detection_table(root: str) -> str:
@@ -174,7 +174,7 @@ def section(root: str = REPO) -> str:
            "AUC with a percentile bootstrap 95% interval, rates with Wilson intervals. White-box "
            "rows reuse the per-example MSEs of the white-box runs (same generator, L, R). "
            "The paper reports AUCs only for black-box FGSM (MNIST, L=400, R=10: "
-           + ", ".join(f"eps {e:g} {_paper(a)}" for e, a in PAPER_EPS_AUC.items())
+           + ", ".join(f"eps {e:g} {_paper(a)}" for e, a in PAPER_EPS_AUC.items() if a)
            + "; no eps 0.30 entry). Command: `python main.py --mode=detect --model=F "
            "--num_tests=200 [--adv_sources=<blackbox run dirs>]`; ROC curves: `roc.png` in each "
            "run folder.\n",
