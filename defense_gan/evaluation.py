@@ -75,16 +75,12 @@ class ProjectionCache:
 
 
 def clean_cache(results_parent: str, generator_manifest: dict, settings, seed: int,
-                precision: str, split: str = "test", **extra) -> ProjectionCache:
+                precision: str) -> ProjectionCache:
     """The cache of clean-image reconstructions that every run under `results_parent` shares
-    (whitebox runs of any model and attack, detect runs, and benchmarks/accuracy_check.py).
-    Batch k holds the k-th batch of `split` ("test", "validation"); `extra` key entries name
-    other image sets (detect: the sha256 of a black-box run's adversarial.npz)."""
-    key = {"generator": generator_manifest["files"], **settings.cache_key(), "seed": seed,
-           "precision": precision}
-    if split != "test":  # the test split's key stays as it was, so existing caches stay valid
-        key["split"] = split
-    return ProjectionCache(os.path.join(results_parent, ".projection_cache"), key | extra)
+    (whitebox runs of any model and attack, and benchmarks/accuracy_check.py)."""
+    return ProjectionCache(os.path.join(results_parent, ".projection_cache"),
+                           {"generator": generator_manifest["files"], **settings.cache_key(),
+                            "seed": seed, "precision": precision})
 
 
 def reconstruct_batch(projector, cache: ProjectionCache | None, k: int, x: np.ndarray,

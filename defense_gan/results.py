@@ -82,8 +82,7 @@ def summarize(records, defense: str) -> dict:
         "mean_mse_clean": _mean(records, "mse_clean"),
         "mean_mse_adv": _mean(records, "mse_adv"),
         "mean_mse_adv_fresh_seed": _mean(records, "mse_adv_fresh_seed"),
-        "changed_fraction": (float(np.mean([r["l2"] > 0 for r in records]))
-                             if records and "l2" in records[0] else None),
+        "changed_fraction": float(np.mean([r["l2"] > 0 for r in records])) if records else None,
     }
 
 

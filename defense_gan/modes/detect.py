@@ -126,7 +126,7 @@ def _records_usable(folder: str, result: dict, identity: dict, y_test) -> str | 
     records = read_records(folder)
     if not records:
         return "no records/"
-    missing = [k for k in RECORD_KEYS if k not in records[0]]
+    missing = [k for k in RECORD_KEYS + ("l2",) if k not in records[0]]
     if missing:
         return f"records without {', '.join(missing)}"
     index = np.array([r["index"] for r in records])
@@ -228,6 +228,18 @@ def collect_sources(cfg: Config, identity: dict, splits) -> tuple[list, list]:
 
 # --- the run ------------------------------------------------------------------------------------
 
+def projection_cache(parent: str, g_manifest: dict, settings, seed: int, precision: str,
+                     **extra) -> evaluation.ProjectionCache:
+    """evaluation.clean_cache (test images), or, with `extra` key entries, a cache of another
+    image set beside it in the same folder (split="validation"; the sha256 of a black-box
+    run's adversarial.npz): batch k of that set, keyed like the clean cache plus `extra`."""
+    cache = evaluation.clean_cache(parent, g_manifest, settings, seed, precision)
+    if not extra:
+        return cache
+    return evaluation.ProjectionCache(os.path.join(parent, ".projection_cache"),
+                                      cache.key | extra)
+
+
 def _predict(classifier, x: np.ndarray) -> np.ndarray:
     return np.concatenate([tf.argmax(classifier(x[i:i + 500], training=False), 1).numpy()
                            for i in range(0, len(x), 500)]).astype(int)
@@ -287,8 +299,8 @@ def _source_records(source: Source, cfg: Config, clean: CleanTest, classifier, p
         labels, indices = f["labels"][:cfg.num_tests], f["indices"][:cfg.num_tests]
     info["adversarial_npz_sha256"] = sha256_file(path)
     clean.need(indices)
-    cache = evaluation.clean_cache(cache_parent, g_manifest, settings, cfg.seed, precision,
-                                   split="adversarial", source=info["adversarial_npz_sha256"])
+    cache = projection_cache(cache_parent, g_manifest, settings, cfg.seed, precision,
+                             split="adversarial", source=info["adversarial_npz_sha256"])
     x_rec, mse, rate = evaluation.reconstruct(
         x_adv, projector, cfg.seed, cache,
         progress=lambda done, n: print(f"[detect] {source.key}: projected {done}/{n}",
@@ -369,8 +381,8 @@ def run(cfg: Config) -> None:
               "images_per_second": {}}
 
     # 1. The threshold, on clean validation images only.
-    val_cache = evaluation.clean_cache(cache_parent, g_manifest, settings, cfg.seed, precision,
-                                       split="validation")
+    val_cache = projection_cache(cache_parent, g_manifest, settings, cfg.seed, precision,
+                                 split="validation")
     _, mse_val, rate = evaluation.reconstruct(
         data.to_float(splits.x_val[:n_val]).numpy(), projector, cfg.seed, val_cache,
         progress=lambda done, n: print(f"[detect] validation: projected {done}/{n}", flush=True))
@@ -379,7 +391,7 @@ def run(cfg: Config) -> None:
     val_flagged, _ = detection.detection_rate(mse_val, threshold)
 
     # 2. Clean test images (the first --num_tests, and those paired with each source).
-    clean = CleanTest(splits.x_test, projector, evaluation.clean_cache(
+    clean = CleanTest(splits.x_test, projector, projection_cache(
         cache_parent, g_manifest, settings, cfg.seed, precision), classifier, cfg.seed, timing)
     clean.need(range(cfg.num_tests))
     test_mse = np.array([clean.mse[i] for i in range(cfg.num_tests)])
