@@ -186,6 +186,23 @@ def define_flags() -> None:
                       "the undefended classifier's. The detectors are never in the loss.")
 
     # --- detection and sweeps (issue 14) -----------------------------------------------------
+    flags.DEFINE_float("detect_fpr", 0.05,
+                       "detect: target false positive rate in (0, 1); the MSE threshold is chosen "
+                       "on clean validation images so that at most this fraction is flagged.")
+    flags.DEFINE_integer("detect_val", None,
+                         "detect: validation images projected to choose the threshold "
+                         "(default: --num_tests).")
+    flags.DEFINE_bool("detect_whitebox", True,
+                      "detect: also use the white-box runs of --model through BPDA (FGSM, "
+                      "RAND+FGSM, CW) found in results/<dataset>/whitebox whose generator, L, R, "
+                      "lr and precision match, reusing their per-example MSEs.")
+    flags.DEFINE_list("adv_sources", None,
+                      "detect: run folders with attacked images, comma-separated: a folder whose "
+                      "records match the generator, L, R, lr and precision gives its MSEs as "
+                      "they are; else its adversarial.npz (x_adv, labels, indices) is projected "
+                      "here (resumable per batch). A folder with neither is refused.")
+    flags.DEFINE_integer("detect_bootstrap", 1000,
+                         "detect: bootstrap resamples for the AUC's 95% interval.")
 
     # --- Fashion-MNIST and CelebA (issue 15) --------------------------------------------------
 

@@ -108,6 +108,11 @@ class Config:
     magnet_gradient: str = "full"
 
     # detection and sweeps (issue 14)
+    detect_fpr: float = 0.05
+    detect_val: int | None = None
+    detect_whitebox: bool = True
+    adv_sources: list | None = None
+    detect_bootstrap: int = 1000
 
     # Fashion-MNIST and CelebA (issue 15)
 
@@ -258,6 +263,19 @@ def validate(cfg: Config) -> Config:
            f"--strategy={cfg.strategy} derives the shards from TF_CONFIG; give one or the other")
     _check(cfg.shard_timeout >= 1, "shard_timeout",
            f"must be a positive number of seconds, got {cfg.shard_timeout}")
+    # detection (issue 14)
+    _check(0.0 < cfg.detect_fpr < 1.0, "detect_fpr",
+           f"must be in (0, 1) (a false positive rate), got {cfg.detect_fpr}")
+    _check(cfg.detect_val is None or cfg.detect_val >= 1, "detect_val",
+           f"the detection threshold is chosen on validation images: need at least 1, got "
+           f"{cfg.detect_val}")
+    _check(cfg.detect_bootstrap >= 1, "detect_bootstrap",
+           f"must be a positive integer, got {cfg.detect_bootstrap}")
+    if cfg.adv_sources is not None:
+        _check(len(cfg.adv_sources) > 0, "adv_sources",
+               "is an empty list (give run folders separated by commas, or leave the flag out)")
+        _check(all(s.strip() for s in cfg.adv_sources), "adv_sources",
+               f"has an empty entry: {','.join(cfg.adv_sources)!r}")
     return cfg
 
 

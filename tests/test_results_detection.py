@@ -1,0 +1,57 @@
+"""scripts/results_detection.py: the Detection / sweep / timing Markdown from results.json files."""
+
+import json
+import os
+import sys
+
+from conftest import REPO
+
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import results_detection  # noqa: E402
+
+
+def fake_detect(root, folder, L, R, auc, clean_acc, adv_acc, n=500,
+                label="black-box FGSM eps 0.3, substitute E"):
+    curve = {"label": label, "n_attacked": n, "n_clean": n,
+             "auc": auc, "auc_ci95": [auc - 0.01, auc + 0.005], "detection_rate": 0.9,
+             "detection_rate_ci95": [0.87, 0.92], "test_clean_fpr": 0.05,
+             "test_clean_fpr_ci95": [0.03, 0.07],
+             "accuracy": {"defended_clean_accuracy": clean_acc,
+                          "defended_clean_accuracy_ci95": [clean_acc - 0.02, clean_acc + 0.01],
+                          "adversarial_accuracy": adv_acc,
+                          "adversarial_accuracy_ci95": [adv_acc - 0.03, adv_acc + 0.03]}}
+    result = {"settings": {"rec_iters": L, "rec_rr": R}, "curves": [curve],
+              "threshold": {"target_fpr": 0.05, "validation_n": n, "test_clean_fpr": 0.05,
+                            "test_clean_fpr_ci95": [0.03, 0.07]}, "attacks_available": "x"}
+    path = os.path.join(root, folder)
+    os.makedirs(path)
+    with open(os.path.join(path, "results.json"), "w") as f:
+        json.dump(result, f)
+
+
+def test_section_puts_each_sweep_cell_beside_the_paper(tmp_path):
+    root = str(tmp_path)
+    fake_detect(root, "results/mnist/sweeps/orig_L25_R10_n500", 25, 10, 0.961, 0.912, 0.734)
+    fake_detect(root, "results/mnist/sweeps/orig_L100_R1_n500", 100, 1, 0.801, 0.655, 0.512)
+    fake_detect(root, "results/mnist/detect/F_L200_R10_n200", 200, 10, 0.987, 0.97, 0.5,
+                label="black-box FGSM eps 0.15, substitute E")
+    text = results_detection.section(root)
+    row25 = next(line for line in text.splitlines() if line.startswith("| 25 (n=500)"))
+    assert "0.912 [0.892, 0.922]" in row25 and "0.961 [0.951, 0.966]" in row25
+    assert "0.9273±0.0215 / 0.9141±0.0033" in row25 and "| 0.973 |" in row25
+    row_r1 = next(line for line in text.splitlines() if line.startswith("| 1 (n=500)"))
+    assert "0.655 [0.635, 0.665]" in row_r1 and "| 0.836 |" in row_r1
+    assert "| 1600 | - |" in text  # not run: empty cells, the paper's values still shown
+    detect_row = next(line for line in text.splitlines() if "0.987 [0.977, 0.992]" in line)
+    assert "| 0.975 |" in detect_row  # the paper's Fig 4 legend, eps 0.15
+    assert "Not measured yet" in text
+
+
+def test_plot_writes_a_png_of_the_sweeps(tmp_path):
+    root = str(tmp_path)
+    assert results_detection.plot(root) is None
+    fake_detect(root, "results/mnist/sweeps/orig_L25_R10_n500", 25, 10, 0.961, 0.912, 0.734)
+    fake_detect(root, "results/mnist/sweeps/orig_L50_R10_n500", 50, 10, 0.975, 0.94, 0.81)
+    path = results_detection.plot(root)
+    with open(path, "rb") as f:
+        assert f.read(4) == b"\x89PNG"
