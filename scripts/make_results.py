@@ -482,7 +482,12 @@ def main():
     except (OSError, ValueError, KeyError) as err:
         sys.exit(f"error: --gan_dir: cannot read '{manifest}' ({err})")
     runs, stale = split_by_generator(load_runs(args.runs), generator_files)
-    write_text_atomic(args.out, build(runs, stale, load_sweeps(args.runs), args.runs))
+    text = build(runs, stale, load_sweeps(args.runs), args.runs)
+    # Detection, Tables 8 and 10, Table 13: their own generator (scripts/results_detection.py).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import results_detection
+    text += "\n" + results_detection.section(REPO)
+    write_text_atomic(args.out, text)
     print(f"wrote {args.out} from {len(runs)} runs ({len(stale)} left out: other generator)")
 
 
