@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 
+from defense_gan import paths
 from defense_gan.errors import ConfigError, DefenseGanError, TrainingError  # noqa: F401
 
 # Each mode is the module defense_gan/modes/<mode>.py with a `run(cfg)` function.
@@ -23,7 +24,9 @@ GRADIENTS = ("classifier", "bpda")
 PRECISIONS = ("float32", "bfloat16")
 
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Where results/, runs/ and exports/ go: the repository, or the current directory when the
+# package is installed (paths.py).
+REPO_ROOT = paths.output_root()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +83,8 @@ class Config:
     # adaptive attacks (issue 16)
 
     # API, export, distribution (issue 17)
+    checkpoints_dir: str | None = None
+    export_dir: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -88,7 +93,7 @@ class Config:
     def resolved_data_dir(self) -> str:
         if self.data_dir:
             return self.data_dir
-        return os.path.join(REPO_ROOT, "data", self.dataset)
+        return os.path.join(paths.data_root(), self.dataset)
 
     def classifier_name(self) -> str:
         return f"classifier_{self.model}" + ("_adv" if self.adv_train else "")
@@ -100,13 +105,14 @@ class Config:
         return os.path.join(REPO_ROOT, "runs", self.dataset, name)
 
     def resolved_gan_dir(self) -> str:
-        return self.gan_dir or os.path.join(REPO_ROOT, "checkpoints", self.dataset, "gan")
+        return self.gan_dir or os.path.join(paths.checkpoints_root(self.checkpoints_dir),
+                                            self.dataset, "gan")
 
     def resolved_classifier_dir(self, adv: bool = False) -> str:
         if self.classifier_dir:
             return self.classifier_dir
         name = f"classifier_{self.model}" + ("_adv" if adv else "")
-        return os.path.join(REPO_ROOT, "checkpoints", self.dataset, name)
+        return os.path.join(paths.checkpoints_root(self.checkpoints_dir), self.dataset, name)
 
 
 def _check(cond: bool, flag: str, message: str) -> None:
@@ -144,11 +150,17 @@ def validate(cfg: Config) -> Config:
     if cfg.train_dir and cfg.mode.startswith("train"):
         _check(not os.path.exists(cfg.train_dir) or os.path.isdir(cfg.train_dir), "train_dir",
                f"'{cfg.train_dir}' exists and is not a directory")
-        shipped = os.path.join(REPO_ROOT, "checkpoints")
+        shipped = paths.checkpoints_root(cfg.checkpoints_dir)
         _check(not os.path.realpath(cfg.train_dir).startswith(os.path.realpath(shipped) + os.sep)
                and os.path.realpath(cfg.train_dir) != os.path.realpath(shipped), "train_dir",
                f"'{cfg.train_dir}' is inside the shipped checkpoints/; train elsewhere and copy "
                "the export/ folder there")
+    # API, export, distribution (issue 17)
+    _check(not cfg.checkpoints_dir or os.path.isdir(cfg.checkpoints_dir), "checkpoints_dir",
+           f"'{cfg.checkpoints_dir}' is not a directory")
+    _check(not cfg.export_dir or not os.path.exists(cfg.export_dir)
+           or os.path.isdir(cfg.export_dir), "export_dir",
+           f"'{cfg.export_dir}' exists and is not a directory")
     return cfg
 
 

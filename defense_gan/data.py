@@ -18,6 +18,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from defense_gan import paths
 from defense_gan.errors import ConfigError
 
 VALIDATION_SIZE = 10_000
@@ -145,9 +146,8 @@ def _load(dataset: str, source: str, data_dir: str | None) -> Splits:
         raise ConfigError(f"--dataset: '{dataset}' is not implemented yet")
     if source == "tfds":
         return load_tfds(dataset, data_dir)
-    return load_bundled(data_dir or os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", dataset),
-        BUNDLED_FILES[dataset])
+    return load_bundled(data_dir or os.path.join(paths.data_root(), dataset),
+                        BUNDLED_FILES[dataset])
 
 
 def to_float(images: tf.Tensor) -> tf.Tensor:
