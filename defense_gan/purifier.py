@@ -104,7 +104,8 @@ class Purifier(tf.Module):
                 int(rec_iters), int(rec_rr), float(rec_lr), batch_size=int(batch_size),
                 rec_prune_at=float(rec_prune_at), rec_keep=int(rec_keep)).validate()
         except ValueError as err:
-            raise ValueError(str(err).lstrip("-")) from None
+            name, rest = str(err).lstrip("-").split(" ", 1)  # "--rec_iters must be ..."
+            raise ValueError(f"{name}: {rest}") from None
         self.settings = settings
         self.image_shape = image_shape
         self.latent_dim = latent_dim
