@@ -17,6 +17,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from defense_gan import cli, config  # noqa: E402
 
+HELP_FLAGS = {"help", "?", "helpshort", "helpfull"}
 USAGE = """Defense-GAN (Samangouei, Kabkab, Chellappa, ICLR 2018) in TensorFlow 2 / Keras.
 
     defense-gan --mode=train_gan                  # train the WGAN-GP generator
@@ -50,4 +51,11 @@ def run() -> None:
     main_module = sys.modules.get("__main__")
     if main_module is not None and not getattr(main_module, "__doc__", None):
         main_module.__doc__ = USAGE
-    app.run(main)
+    try:
+        app.run(main)
+    except SystemExit as stop:
+        # absl exits with status 1 after printing the help it was asked for; that is success.
+        asked = {a.split("=")[0].lstrip("-") for a in sys.argv[1:]} & HELP_FLAGS
+        if stop.code == 1 and asked:
+            sys.exit(0)
+        raise

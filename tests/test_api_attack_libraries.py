@@ -80,3 +80,24 @@ def test_foolbox_fgsm_on_the_defended_classifier_matches_the_whitebox_mode(
     labels = tf.constant(defended.predict_labels(x))
     _, x_adv, _ = foolbox.attacks.FGSM()(model, tf.constant(x), labels, epsilons=EPS)
     _check_same_as_whitebox(defended, x, x_adv.numpy(), y, whitebox_records)
+
+
+def test_readme_python_api_example_runs_as_written_at_tiny_settings():
+    import contextlib
+    import io
+    import os
+    import re
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")) as f:
+        readme = f.read()
+    section = readme.split("## Python API", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    faithful = "rec_iters=200, rec_rr=10"
+    assert faithful in code
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code.replace(faithful, f"rec_iters={L}, rec_rr={R}"), "README.md", "exec"),
+             {"__name__": "readme_example"})
+    lines = out.getvalue().splitlines()
+    assert [line.split()[0] for line in lines[-2:]] == ["defended", "FGSM"]
+    for line in lines[-2:]:
+        assert 0.0 <= float(line.split()[-1]) <= 1.0
