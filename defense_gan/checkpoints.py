@@ -16,14 +16,12 @@ import hashlib
 import json
 import os
 import platform
-import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
 
 from defense_gan.errors import ConfigError
-from defense_gan.files import write_json_atomic
+from defense_gan.files import replace_dir_atomic, write_json_atomic
 
 WEIGHTS = "weights"
 MANIFEST = "manifest.json"
@@ -59,11 +57,7 @@ def export(folder: str, model: keras.Model, manifest: dict) -> dict:
     `manifest` must hold at least `kind` and `dataset`; sha256s, time and versions are added.
     Returns the manifest written.
     """
-    parent = os.path.dirname(os.path.abspath(folder))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
-    os.chmod(tmp, 0o755)
-    try:
+    def fill(tmp):
         tf.train.Checkpoint(model=model).write(os.path.join(tmp, WEIGHTS))
         files = sorted(n for n in os.listdir(tmp) if n.startswith(WEIGHTS + "."))
         full = dict(manifest)
@@ -73,18 +67,8 @@ def export(folder: str, model: keras.Model, manifest: dict) -> dict:
             timespec="seconds")
         full["environment"] = environment()
         write_json_atomic(os.path.join(tmp, MANIFEST), full)
-        old = None
-        if os.path.exists(folder):
-            old = tempfile.mkdtemp(prefix=".tmp-old-", dir=parent)
-            os.rmdir(old)
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
         return full
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return replace_dir_atomic(folder, fill)
 
 
 def resolve_model_dir(folder: str, flag: str) -> str:

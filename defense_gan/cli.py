@@ -259,6 +259,15 @@ def define_flags() -> None:
     flags.DEFINE_integer("shard_timeout", 3600,
                          "whitebox, sharded: shard 0 gives up (one-line error) after this many "
                          "seconds without a new batch record from the other shards.")
+    flags.DEFINE_string("checkpoints_dir", None,
+                        "Folder holding the shipped checkpoints as <dataset>/gan and "
+                        "<dataset>/classifier_<model>[_adv] (default: checkpoints/ of the "
+                        "repository, or the copy installed with the package; the environment "
+                        "variable DEFENSE_GAN_CHECKPOINTS also sets it). --gan_dir and "
+                        "--classifier_dir override it per model.")
+    flags.DEFINE_string("export_dir", None,
+                        "export: where the SavedModel goes (default: exports/<dataset>); "
+                        "replaced atomically.")
 
 
 def from_flags() -> Config:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 
+from defense_gan import paths
 from defense_gan.errors import ConfigError, DefenseGanError, TrainingError  # noqa: F401
 
 # Each mode is the module defense_gan/modes/<mode>.py with a `run(cfg)` function.
@@ -31,7 +32,9 @@ BLACKBOX_LABELS = ("defended", "target")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Where results/, runs/ and exports/ go: the repository, or the current directory when the
+# package is installed (paths.py).
+REPO_ROOT = paths.output_root()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +141,8 @@ class Config:
     num_shards: int = 1
     shard_index: int = 0
     shard_timeout: int = 3600
+    checkpoints_dir: str | None = None
+    export_dir: str | None = None
 
     def oracle_projection(self) -> dict:
         """blackbox: the projection of oracle queries, {rec_iters, rec_rr, rec_prune_at,
@@ -156,7 +161,7 @@ class Config:
     def resolved_data_dir(self) -> str:
         if self.data_dir:
             return self.data_dir
-        return os.path.join(REPO_ROOT, "data", self.dataset)
+        return os.path.join(paths.data_root(), self.dataset)
 
     def classifier_name(self) -> str:
         return classifier_folder(self.model, self.adv_train_eps if self.adv_train else None,
@@ -170,7 +175,8 @@ class Config:
         return os.path.join(REPO_ROOT, "runs", self.dataset, name)
 
     def resolved_gan_dir(self) -> str:
-        return self.gan_dir or os.path.join(REPO_ROOT, "checkpoints", self.dataset, "gan")
+        return self.gan_dir or os.path.join(paths.checkpoints_root(self.checkpoints_dir),
+                                            self.dataset, "gan")
 
     def resolved_classifier_dir(self, adv: bool = False, rec: bool = False) -> str:
         """--classifier_dir, else the shipped classifier: adversarially trained at
@@ -178,7 +184,7 @@ class Config:
         if self.classifier_dir:
             return self.classifier_dir
         name = classifier_folder(self.model, self.adv_train_eps if adv else None, rec)
-        return os.path.join(REPO_ROOT, "checkpoints", self.dataset, name)
+        return os.path.join(paths.checkpoints_root(self.checkpoints_dir), self.dataset, name)
 
     def recs_tag(self) -> str:
         """Names the training-set reconstruction settings, e.g. L200_R10_bf16_prune0.25k2_s0."""
@@ -193,7 +199,8 @@ class Config:
                                              self.recs_tag())
 
     def resolved_magnet_dir(self) -> str:
-        return self.magnet_dir or os.path.join(REPO_ROOT, "checkpoints", self.dataset, "magnet")
+        return self.magnet_dir or os.path.join(paths.checkpoints_root(self.checkpoints_dir),
+                                               self.dataset, "magnet")
 
 
 def classifier_folder(model: str, adv_eps: float | None = None, rec: bool = False) -> str:
@@ -242,7 +249,7 @@ def validate(cfg: Config) -> Config:
     if cfg.train_dir and cfg.mode.startswith("train"):
         _check(not os.path.exists(cfg.train_dir) or os.path.isdir(cfg.train_dir), "train_dir",
                f"'{cfg.train_dir}' exists and is not a directory")
-        shipped = os.path.join(REPO_ROOT, "checkpoints")
+        shipped = paths.checkpoints_root(cfg.checkpoints_dir)
         _check(not os.path.realpath(cfg.train_dir).startswith(os.path.realpath(shipped) + os.sep)
                and os.path.realpath(cfg.train_dir) != os.path.realpath(shipped), "train_dir",
                f"'{cfg.train_dir}' is inside the shipped checkpoints/; train elsewhere and copy "
@@ -276,6 +283,12 @@ def validate(cfg: Config) -> Config:
                "is an empty list (give run folders separated by commas, or leave the flag out)")
         _check(all(s.strip() for s in cfg.adv_sources), "adv_sources",
                f"has an empty entry: {','.join(cfg.adv_sources)!r}")
+    # API, export, distribution (issue 17)
+    _check(not cfg.checkpoints_dir or os.path.isdir(cfg.checkpoints_dir), "checkpoints_dir",
+           f"'{cfg.checkpoints_dir}' is not a directory")
+    _check(not cfg.export_dir or not os.path.exists(cfg.export_dir)
+           or os.path.isdir(cfg.export_dir), "export_dir",
+           f"'{cfg.export_dir}' exists and is not a directory")
     return cfg
 
 

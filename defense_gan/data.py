@@ -23,7 +23,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from defense_gan import dataset_spec
+from defense_gan import dataset_spec, paths
 from defense_gan.errors import ConfigError
 
 VALIDATION_SIZE = 10_000
@@ -282,8 +282,7 @@ def _load(dataset: str, source: str, data_dir: str | None, train_limit: int = 0)
     spec = dataset_spec.get(dataset)
     if source == "tfds":
         return load_tfds(spec.tfds_name, data_dir)
-    data_dir = data_dir or os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", dataset)
+    data_dir = data_dir or os.path.join(paths.data_root(), dataset)
     if spec.bundled_files is None:
         return load_celeba_dir(data_dir, train_limit)
     return load_bundled(data_dir, spec.bundled_files)

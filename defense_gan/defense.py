@@ -135,7 +135,7 @@ class DefendedClassifier:
 
     def _bpda(self, x, x_rec):
         # x + stop_gradient(P(x) - x): forward value P(x), derivative the identity.
-        return self.classifier(x + tf.stop_gradient(x_rec - x), training=False)
+        return defended_logits(self.classifier, x, x_rec, "bpda")
 
     def _bpda_logits(self, x):
         return self._bpda(x, self._project_for_attack(tf.stop_gradient(x)))
@@ -156,3 +156,22 @@ class DefendedClassifier:
         """z0 float32 [N, latent_dim] of x for the latent-space attack: the attack projector's z*
         with a fresh EOT seed (the defender's restarts stay unknown)."""
         return self.attack_projector(x, self.eot_seeds(1)[0])[1]
+
+
+def defended_logits(classifier, x, x_rec, mode: str):
+    """classifier(x_rec) on the forward pass (x_rec = P(x), float32 like x, held constant),
+    with the gradient w.r.t. x that `mode` gives the attacker:
+    - bpda: x + stop_gradient(P(x) - x) goes into the classifier, so the projection's backward
+      pass is the identity: the classifier's gradient at P(x);
+    - classifier: the undefended classifier's Jacobian at x (its logits are shifted by a
+      constant to the defended ones); note the loss is then taken at the defended logits,
+      whereas `attack_model_fn("classifier")` attacks the plain classifier's own loss.
+    Returns logits float32 [N, K]."""
+    x_rec = tf.stop_gradient(x_rec)
+    if mode == "bpda":
+        return classifier(x + tf.stop_gradient(x_rec - x), training=False)
+    if mode == "classifier":
+        logits = classifier(x, training=False)
+        return logits + tf.stop_gradient(classifier(x_rec, training=False) - logits)
+    raise ValueError(f"--gradient: unknown mode '{mode}' (expected one of "
+                     f"{', '.join(GRADIENT_MODES)})")

@@ -5,6 +5,7 @@ A run killed at any moment leaves either the old file or the new one, never half
 
 import json
 import os
+import shutil
 import tempfile
 
 
@@ -46,3 +47,27 @@ def write_text_atomic(path: str, text: str) -> None:
 
 def write_json_atomic(path: str, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def replace_dir_atomic(folder: str, fill):
+    """Fill a new temporary folder beside `folder` with `fill(tmp)`, then rename it to
+    `folder` (an existing `folder` is moved aside first and deleted after). A crash leaves the
+    old folder or the new one, never a half-written one. Returns fill's result."""
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
+    os.chmod(tmp, 0o755)
+    try:
+        result = fill(tmp)
+        old = None
+        if os.path.exists(folder):
+            old = tempfile.mkdtemp(prefix=".tmp-old-", dir=parent)
+            os.rmdir(old)
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+        return result
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -36,10 +36,16 @@ import tensorflow as tf
 UNROLLED_BYTES_PER_ELEMENT = 12.0
 
 
-def pad_batch(x: np.ndarray, size: int) -> np.ndarray:
-    """Pad a batch of n <= size images to `size` by repeating the last one (fixed shapes)."""
-    pad = size - len(x)
-    return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
+def pad_batch(x, size):
+    """Pad a batch of n <= size images to `size` by repeating the last one (fixed shapes).
+
+    x: np.ndarray -> np.ndarray; a tf.Tensor (also inside a tf.function, where n and `size`
+    may be tensors) -> tf.Tensor. n == 0 needs size == 0.
+    """
+    if isinstance(x, np.ndarray):
+        pad = size - len(x)
+        return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
+    return tf.gather(x, tf.minimum(tf.range(size), tf.shape(x)[0] - 1))
 
 
 @dataclasses.dataclass(frozen=True)
