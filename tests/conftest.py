@@ -32,6 +32,23 @@ def run_main(*args, timeout=300):
     return proc.returncode, proc.stdout, proc.stderr
 
 
+def run_pipeline(root, *common, model):
+    """train_gan (2 iterations) -> train_classifier `model` -> whitebox FGSM through Defense-GAN
+    with BPDA, through main.py with `common` flags, each writing under `root` (gan/,
+    classifier/, whitebox/). Fails the test with the output of the first step that fails."""
+    for name, flags in (
+            ("gan", ("--mode=train_gan", "--iterations=2", f"--train_dir={root / 'gan'}")),
+            ("classifier", ("--mode=train_classifier", f"--model={model}",
+                            f"--train_dir={root / 'classifier'}")),
+            ("whitebox", ("--mode=whitebox", f"--model={model}", "--defense=defense_gan",
+                          "--gradient=bpda", "--attack=fgsm", f"--gan_dir={root / 'gan'}",
+                          f"--classifier_dir={root / 'classifier'}",
+                          f"--results_dir={root / 'whitebox'}"))):
+        rc, out, err = run_main(*common, *flags)
+        assert rc == 0, f"{name} failed ({rc}):\n{out}\n{err}"
+    return root
+
+
 def smoke_args(train_dir, *extra):
     """Arguments of a smoke train_gan run into `train_dir`; `extra` flags come last (win)."""
     return (f"--flagfile={SMOKE_FLAGFILE}", "--mode=train_gan", f"--train_dir={train_dir}",

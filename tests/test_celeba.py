@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import (REPO, SMOKE_CLASSIFIER_MODEL as MODEL, SMOKE_FLAGFILE, error_line,
-                      run_main, tree_digest)
+                      run_main, run_pipeline, tree_digest)
 from defense_gan import data, dataset_spec, networks
 from defense_gan.errors import ConfigError
 
@@ -241,18 +241,7 @@ def celeba_e2e(tmp_path_factory, celeba_dir):
     folder, _ = celeba_dir
     root = tmp_path_factory.mktemp("celeba_e2e")
     common = (f"--flagfile={SMOKE_FLAGFILE}", "--dataset=celeba", f"--data_dir={folder}")
-    runs = {}
-    for name, flags in (
-            ("gan", ("--mode=train_gan", "--iterations=2", f"--train_dir={root / 'gan'}")),
-            ("classifier", ("--mode=train_classifier", f"--model={MODEL}",
-                            f"--train_dir={root / 'classifier'}")),
-            ("whitebox", ("--mode=whitebox", f"--model={MODEL}", "--defense=defense_gan",
-                          "--gradient=bpda", "--attack=fgsm", f"--gan_dir={root / 'gan'}",
-                          f"--classifier_dir={root / 'classifier'}",
-                          f"--results_dir={root / 'whitebox'}"))):
-        rc, out, err = run_main(*common, *flags)
-        assert rc == 0, f"{name} failed ({rc}):\n{out}\n{err}"
-        runs[name] = out
+    run_pipeline(root, *common, model=MODEL)
     return root
 
 

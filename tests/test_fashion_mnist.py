@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import (REPO, SMOKE_CLASSIFIER_MODEL as MODEL, SMOKE_FLAGFILE, error_line,
-                      run_main, tree_digest)
+                      run_main, run_pipeline, tree_digest)
 from defense_gan import data
 
 COMMON = (f"--flagfile={SMOKE_FLAGFILE}", "--dataset=fashion_mnist")
@@ -17,16 +17,7 @@ COMMON = (f"--flagfile={SMOKE_FLAGFILE}", "--dataset=fashion_mnist")
 @pytest.fixture(scope="module")
 def fashion_e2e(tmp_path_factory):
     root = tmp_path_factory.mktemp("fashion_e2e")
-    for name, flags in (
-            ("gan", ("--mode=train_gan", "--iterations=2", f"--train_dir={root / 'gan'}")),
-            ("classifier", ("--mode=train_classifier", f"--model={MODEL}",
-                            f"--train_dir={root / 'classifier'}")),
-            ("whitebox", ("--mode=whitebox", f"--model={MODEL}", "--defense=defense_gan",
-                          "--gradient=bpda", "--attack=fgsm", f"--gan_dir={root / 'gan'}",
-                          f"--classifier_dir={root / 'classifier'}",
-                          f"--results_dir={root / 'whitebox'}"))):
-        rc, out, err = run_main(*COMMON, *flags)
-        assert rc == 0, f"{name} failed ({rc}):\n{out}\n{err}"
+    run_pipeline(root, *COMMON, model=MODEL)
     return root
 
 
