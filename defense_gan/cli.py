@@ -132,14 +132,21 @@ def define_flags() -> None:
                       "release): the evaluated classifier behind the Defense-GAN projection, "
                       "whatever --defense is; target: the evaluated defense itself.")
     flags.DEFINE_integer("oracle_rec_iters", 0,
-                         "blackbox: projection steps L of oracle queries (0: --rec_iters).")
+                         "blackbox: projection steps L of oracle queries (0: see "
+                         "--oracle_fast).")
     flags.DEFINE_integer("oracle_rec_rr", 0,
                          "blackbox: projection restarts R of oracle queries (0: --rec_rr).")
     flags.DEFINE_enum("oracle_precision", "same", ("same",) + PRECISIONS,
                       "blackbox: precision of oracle queries' projection (same: --precision).")
     flags.DEFINE_float("oracle_rec_prune_at", -1.0,
                        "blackbox: projection early stop of oracle queries, as --rec_prune_at "
-                       "(with --rec_keep); -1: --rec_prune_at.")
+                       "(with --rec_keep); -1: see --oracle_fast.")
+    flags.DEFINE_bool("oracle_fast", True,
+                      "blackbox: oracle queries through Defense-GAN project with L=min(100, "
+                      "--rec_iters) and early stop after 25% of L keeping --rec_keep restarts "
+                      "(where --rec_keep < R); an --oracle_* flag overrides its part; "
+                      "--nooracle_fast: the evaluation's projection. Recorded in results.json "
+                      "and the run name.")
     flags.DEFINE_bool("train_on_recs", False,
                       "train_classifier: train on reconstructions of the training images "
                       "(Defense-GAN-Rec), read from --recs_dir (built first where missing). "

@@ -27,6 +27,10 @@ MAGNET_GRADIENTS = ("full", "bpda", "classifier")
 # The adversarially trained classifiers at this eps keep the folder name classifier_<m>_adv;
 # other eps get classifier_<m>_adv<eps> (e.g. classifier_A_adv0.3).
 DEFAULT_ADV_TRAIN_EPS = 0.15
+# blackbox --oracle_fast: the oracle's projection (about 5x cheaper than L=200, R=10; its
+# labels are bulk queries, not a reported number; the evaluation keeps the flags' projection).
+ORACLE_FAST_ITERS = 100
+ORACLE_FAST_PRUNE_AT = 0.25
 # Who labels the black-box substitute's points (see cli.py's --blackbox_labels).
 BLACKBOX_LABELS = ("defended", "target")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -93,6 +97,7 @@ class Config:
     oracle_rec_rr: int = 0
     oracle_precision: str = "same"
     oracle_rec_prune_at: float = -1.0
+    oracle_fast: bool = True
     train_on_recs: bool = False
     recs_dir: str | None = None
     recs_rec_iters: int = 200
@@ -146,11 +151,20 @@ class Config:
 
     def oracle_projection(self) -> dict:
         """blackbox: the projection of oracle queries, {rec_iters, rec_rr, rec_prune_at,
-        precision}: each --oracle_* flag, or the evaluation's own setting where it is unset."""
-        return {"rec_iters": self.oracle_rec_iters or self.rec_iters,
-                "rec_rr": self.oracle_rec_rr or self.rec_rr,
-                "rec_prune_at": (self.rec_prune_at if self.oracle_rec_prune_at == -1.0
-                                 else self.oracle_rec_prune_at),
+        precision}: each --oracle_* flag where it is set, else with --oracle_fast (default)
+        L = min(ORACLE_FAST_ITERS, --rec_iters) and early stop at ORACLE_FAST_PRUNE_AT keeping
+        --rec_keep restarts (where --rec_keep < R), else the evaluation's own setting."""
+        rr = self.oracle_rec_rr or self.rec_rr
+        fast = self.oracle_fast
+        if self.oracle_rec_prune_at != -1.0:
+            prune = self.oracle_rec_prune_at
+        elif fast and self.rec_keep < rr:
+            prune = ORACLE_FAST_PRUNE_AT
+        else:
+            prune = self.rec_prune_at
+        return {"rec_iters": self.oracle_rec_iters or (
+                    min(ORACLE_FAST_ITERS, self.rec_iters) if fast else self.rec_iters),
+                "rec_rr": rr, "rec_prune_at": prune,
                 "precision": (self.precision if self.oracle_precision == "same"
                               else self.oracle_precision)}
 

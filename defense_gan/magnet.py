@@ -145,3 +145,19 @@ class MagNetDefense:
             return lambda x: self.classifier(x, training=False)
         raise ValueError(f"--magnet_gradient: unknown mode '{mode}' (expected one of "
                          f"{', '.join(GRADIENT_MODES)})")
+
+
+def build_defense(classifier, magnet_dir: str, dataset: str, image_shape, x_val, fpr: float):
+    """(MagNetDefense, checkpoints entry, run settings) for `classifier` behind the MagNet of
+    `magnet_dir`, its detector thresholds set at false positive rate `fpr` on the clean
+    validation images `x_val` (float32 in [0, 1]; MagNet's rule). Shared by whitebox and
+    blackbox."""
+    model, manifest = load(magnet_dir, dataset, image_shape)
+    detector_thresholds = thresholds(detector_marks(model, x_val), fpr)
+    defended = MagNetDefense(classifier, model, detector_thresholds)
+    used = {"magnet": {"folder": manifest["folder"], "sha256": manifest["files"],
+                       "epochs": manifest.get("epochs")}}
+    settings = {"magnet_fpr": fpr, "magnet_thresholds": detector_thresholds,
+                "counting": "an adversarial input rejected by a detector counts as correct, a "
+                            "rejected clean input as an error (MagNet's evaluation)"}
+    return defended, used, settings

@@ -33,9 +33,11 @@ class Predictor:
 
 def evaluated_classifier(cfg):
     """(classifier, manifest) of the classifier `--defense` evaluates: the adversarially
-    trained `--model` for adv_tr, else the plain one (--classifier_dir overrides both)."""
+    trained `--model` (at --adv_train_eps) for adv_tr, the Rec one with --rec_classifier, else
+    the plain one (--classifier_dir overrides all)."""
     return classifiers.load_classifier(
-        cfg.resolved_classifier_dir(adv=cfg.defense == "adv_tr"), cfg.dataset, cfg.model)
+        cfg.resolved_classifier_dir(adv=cfg.defense == "adv_tr", rec=cfg.rec_classifier),
+        cfg.dataset, cfg.model)
 
 
 def checkpoint_entry(manifest: dict, **extra) -> dict:
@@ -95,10 +97,27 @@ def _defense_gan_predictor(cfg, projection: dict) -> Predictor:
                                                     iterations=g_manifest.get("iterations"))})
 
 
+def _magnet_predictor(cfg, projection: dict) -> Predictor:
+    """The evaluated classifier on MagNet's reformed input. A label-only oracle has no way to
+    say "rejected", so it answers the reformer's label whatever the detectors say."""
+    from defense_gan import data, dataset_spec, magnet
+    classifier, c_manifest = evaluated_classifier(cfg)
+    splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir)
+    defended, used, extra = magnet.build_defense(
+        classifier, cfg.resolved_magnet_dir(), cfg.dataset,
+        dataset_spec.get(cfg.dataset).image_shape, data.to_float(splits.x_val).numpy(),
+        cfg.magnet_fpr)
+    return Predictor(lambda x, seed: _argmax(defended.logits(x)[0]), cfg.eval_batch_size,
+                     {"defense": "magnet", "classifier": c_manifest["folder"],
+                      "answers": "classifier(reformer(x)); detectors ignored (labels only)",
+                      "magnet_fpr": cfg.magnet_fpr},
+                     {"classifier": checkpoint_entry(c_manifest), **used})
+
+
 # --defense -> (cfg, projection) -> Predictor. `projection` is the Defense-GAN projection to
 # use ({rec_iters, rec_rr, rec_prune_at, precision}); defenses without one ignore it.
 PREDICTORS = {"none": _classifier_predictor, "adv_tr": _classifier_predictor,
-              "defense_gan": _defense_gan_predictor}
+              "defense_gan": _defense_gan_predictor, "magnet": _magnet_predictor}
 
 
 def batch_predictor(cfg, defense: str | None = None, projection: dict | None = None

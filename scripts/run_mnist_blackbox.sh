@@ -1,44 +1,75 @@
 #!/usr/bin/env bash
-# The MNIST black-box runs of Table 1 (rows A/B, A/E, B/B, B/E, C/B, C/E, D/B, D/E), cheapest
+# The MNIST black-box runs of the paper's Table 1 (rows A/B, A/E, B/B, B/E, C/B, C/E, D/B, D/E)
+# and Table 3 (model F, substitute E, Defense-GAN-Rec at L=400, eps 0.10-0.30), cheapest
 # first. Each run resumes from its saved substitute rounds, oracle-label batches and
 # evaluation records, so this script can be killed and restarted at any time; finished runs
 # are skipped in seconds.
-#   scripts/run_mnist_blackbox.sh [stage]     stage: none | defense_gan | adv_tr | all (default)
+#   scripts/run_mnist_blackbox.sh [stage]
+#   stage: none | magnet | defense_gan | adv_tr | rec | table3 | all (default, in that order)
 #
-# As in the release, the substitute is labelled by the classifier behind Defense-GAN for every
-# defense (--blackbox_labels=defended), so every substitute costs 4,650 oracle projections;
-# those queries use bf16 + early stop (recorded in each results.json), the evaluation of the
-# adversarial images the faithful L=200, R=10 float32. The substitute of (model, substitute)
-# is shared by --defense=none and --defense=defense_gan (same oracle), so the none stage
-# trains them all and the defense_gan stage only evaluates; adv_tr needs its own substitutes
-# (the adversarially trained classifier behind Defense-GAN answers).
-# Cost measured on a shared 2-core Zen 5: see README.md, "Black-box attack".
+# As in the release, the substitute is labelled by the evaluated classifier behind
+# Defense-GAN for every defense (--blackbox_labels=defended), so every substitute costs 4,650
+# oracle projections. Those use the fast oracle projection (--oracle_fast, the default: L=100,
+# R=10, early stop after 25% keeping 2 restarts, recorded in each results.json); the
+# evaluation of the adversarial images uses the faithful L=200, R=10 float32. One substitute
+# per (classifier, substitute model): none, magnet and defense_gan share the plain
+# classifier's (the none stage trains them); adv_tr at each eps and rec have their own.
+# Needs: checkpoints/mnist/classifier_<m>_adv (0.15), _adv0.3 (scripts/train_mnist_baselines.sh)
+# and _rec (scripts/train_mnist_rec_classifiers.sh); stages whose checkpoints are missing say so
+# and skip the row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage="${1:-all}"
-ROWS="A/B A/E B/B B/E C/B C/E D/B D/E"
+ROWS="${ROWS:-A/B A/E B/B B/E C/B C/E D/B D/E}"
 bb() {
-  python main.py --flagfile=flags/mnist.cfg --mode=blackbox \
-    --oracle_precision=bfloat16 --oracle_rec_prune_at=0.25 --rec_keep=2 "$@"
+  python main.py --flagfile=flags/mnist.cfg --mode=blackbox "$@"
+}
+want() { [[ "$stage" == "$1" || "$stage" == all ]]; }
+have() {  # have <checkpoint folder name> <what the row needs it for>
+  if [[ -f "checkpoints/mnist/$1/manifest.json" ]]; then return 0; fi
+  echo "skip $2: no checkpoints/mnist/$1 (see this script's header)"
+  return 1
 }
 
-if [[ "$stage" == none || "$stage" == all ]]; then
-  for row in $ROWS; do  # the release's 1,850 images (test[150:2000])
+if want none; then  # the release's 1,850 images (test[150:2000]); trains the shared substitutes
+  for row in $ROWS; do
     bb --defense=none --model="${row%/*}" --sub_model="${row#*/}" --num_tests=1850
   done
 fi
-if [[ "$stage" == defense_gan || "$stage" == all ]]; then
-  for row in $ROWS; do  # the substitutes of the none stage; 500 images, L=200, R=10
+if want magnet; then
+  for row in $ROWS; do
+    bb --defense=magnet --model="${row%/*}" --sub_model="${row#*/}" --num_tests=1850
+  done
+fi
+if want defense_gan; then  # Defense-GAN-Orig: 500 images at L=200, R=10
+  for row in $ROWS; do
     bb --defense=defense_gan --model="${row%/*}" --sub_model="${row#*/}" --num_tests=500
   done
 fi
-if [[ "$stage" == adv_tr || "$stage" == all ]]; then
+if want adv_tr; then
+  for eps in 0.3 0.15; do
+    suffix=$([[ "$eps" == 0.15 ]] && echo adv || echo "adv$eps")
+    for row in $ROWS; do
+      m="${row%/*}"
+      have "classifier_${m}_${suffix}" "adv_tr $eps $row" || continue
+      bb --defense=adv_tr --adv_train_eps="$eps" --model="$m" --sub_model="${row#*/}" \
+        --num_tests=1850
+    done
+  done
+fi
+if want rec; then  # Defense-GAN-Rec: the Rec classifier labels its own substitute
   for row in $ROWS; do
     m="${row%/*}"
-    if [[ ! -f "checkpoints/mnist/classifier_${m}_adv/manifest.json" ]]; then
-      echo "skip adv_tr $row: no checkpoints/mnist/classifier_${m}_adv (scripts/train_mnist_classifiers.sh)"
-      continue
-    fi
-    bb --defense=adv_tr --model="$m" --sub_model="${row#*/}" --num_tests=1850
+    have "classifier_${m}_rec" "rec $row" || continue
+    bb --defense=defense_gan --rec_classifier --model="$m" --sub_model="${row#*/}" \
+      --num_tests=500
   done
+fi
+if want table3; then  # one substitute (F's Rec classifier), five budgets
+  if have classifier_F_rec "table3"; then
+    for eps in 0.10 0.15 0.20 0.25 0.30; do
+      bb --defense=defense_gan --rec_classifier --model=F --sub_model=E --rec_iters=400 \
+        --fgsm_eps="$eps" --num_tests=500
+    done
+  fi
 fi

@@ -146,6 +146,18 @@ def smoke_classifier(tmp_path_factory) -> SmokeRun:
     return SmokeRun(train_dir, out, err)
 
 
+@pytest.fixture(scope="session")
+def smoke_magnet(tmp_path_factory):
+    """A train_magnet smoke run (64 images, 8 steps, thresholds at FPR 0.01, one export),
+    shared by the session; its export folder is a --magnet_dir. Read-only."""
+    train_dir = tmp_path_factory.mktemp("magnet") / "train"
+    rc, out, err = run_main(f"--flagfile={SMOKE_FLAGFILE}", "--mode=train_magnet",
+                            f"--train_dir={train_dir}", "--magnet_batch_size=16",
+                            "--magnet_epochs=2", "--checkpoint_every=8", "--magnet_fpr=0.01")
+    assert rc == 0, f"train_magnet failed ({rc}):\n{out}\n{err}"
+    return train_dir
+
+
 def dense_generator(seed: int, latent: int = 8, shape=(28, 28, 1)):
     """z [N, latent] -> sigmoid(W z + b) as [N, *shape], W ~ N(0, 1). Unlike the toy release
     architecture its output depends strongly on z and the loss is nearly convex in z, so a few

@@ -127,6 +127,68 @@ def test_a_killed_run_resumes_and_gives_the_same_results(runs, smoke_run, smoke_
         first["settings"]["checkpoints"]["substitute"]["sha256"]
 
 
+def test_magnet_is_attacked_with_the_shared_substitute_and_counted_as_magnet_counts(
+        runs, smoke_run, smoke_classifier, smoke_magnet):
+    # Same parent folder as the `runs` fixture: the defended-label substitute is reused.
+    results_dir = runs["none"][0].parent / "magnet"
+    rc, out, err = blackbox(results_dir, smoke_run.train_dir, smoke_classifier.train_dir,
+                            "--defense=magnet", f"--magnet_dir={smoke_magnet}",
+                            "--magnet_fpr=0.01")
+    assert rc == 0, f"{out}\n{err}"
+    assert "oracle labelled" not in out
+    result = read_results(results_dir)
+    records = [r for f in sorted((results_dir / "records").glob("batch_*.json"))
+               for r in json.loads(f.read_text())["records"]]
+    handled = np.mean([r["rejected_adv"] or r["pred_adv_defended"] == r["label"]
+                       for r in records])
+    assert result["metrics"]["adversarial_accuracy"] == handled
+    assert "rejected_adversarial_fraction" in result["metrics"]
+    assert result["settings"]["defense"] == "magnet"
+    assert result["settings"]["magnet_fpr"] == 0.01
+    assert "magnet" in result["settings"]["checkpoints"]
+    assert result["settings"]["checkpoints"]["substitute"] == \
+        read_results(runs["none"][0])["settings"]["checkpoints"]["substitute"]
+
+
+def test_a_magnet_oracle_answers_the_reformed_label(runs, smoke_run, smoke_classifier,
+                                                    smoke_magnet, tmp_path):
+    rc, out, err = blackbox(tmp_path / "run", smoke_run.train_dir, smoke_classifier.train_dir,
+                            "--defense=magnet", f"--magnet_dir={smoke_magnet}",
+                            "--magnet_fpr=0.01", "--blackbox_labels=target")
+    assert rc == 0, f"{out}\n{err}"
+    oracle = read_results(tmp_path / "run")["settings"]["oracle"]
+    assert (oracle["labelling_defense"], oracle["defense"]) == ("magnet", "magnet")
+    assert "reformer" in oracle["answers"]
+
+
+@pytest.mark.parametrize("flags,name", [
+    ({"defense": "adv_tr", "adv_train_eps": 0.3}, "A_adv_tr0.3_subB_oracleL100R10_prune0.25k2_eps0.3_n500"),
+    ({"defense": "adv_tr"}, "A_adv_tr_subB_oracleL100R10_prune0.25k2_eps0.3_n500"),
+    ({"defense": "defense_gan", "rec_classifier": True},
+     "A_defense_gan_rec_subB_L200_R10_oracleL100R10_prune0.25k2_eps0.3_n500"),
+    ({"defense": "magnet"}, "A_magnet_subB_fpr0.001_oracleL100R10_prune0.25k2_eps0.3_n500"),
+], ids=["adv0.3", "adv0.15", "rec", "magnet"])
+def test_run_names_keep_apart_the_classifier_variants_of_table_1(flags, name):
+    from defense_gan.config import Config
+    from defense_gan.modes import blackbox as mode
+    cfg = Config(mode="blackbox", model="A", sub_model="B", num_tests=500, **flags)
+    assert mode.run_name(cfg) == name
+
+
+def test_oracle_queries_are_fast_by_default_and_each_oracle_flag_overrides_its_part():
+    from defense_gan.config import Config
+    fast = Config(mode="blackbox").oracle_projection()
+    assert fast == {"rec_iters": 100, "rec_rr": 10, "rec_prune_at": 0.25, "precision": "float32"}
+    assert Config(mode="blackbox", oracle_fast=False).oracle_projection() == {
+        "rec_iters": 200, "rec_rr": 10, "rec_prune_at": 0.0, "precision": "float32"}
+    custom = Config(mode="blackbox", oracle_rec_iters=400, oracle_rec_prune_at=0.0)
+    assert custom.oracle_projection()["rec_iters"] == 400
+    assert custom.oracle_projection()["rec_prune_at"] == 0.0
+    # Too few restarts to keep --rec_keep of them: no early stop rather than an error.
+    assert Config(mode="blackbox", rec_iters=3, rec_rr=2).oracle_projection() == {
+        "rec_iters": 3, "rec_rr": 2, "rec_prune_at": 0.0, "precision": "float32"}
+
+
 @pytest.mark.parametrize("args,named", [
     (["--sub_model=Z"], ["--sub_model", "'Z'"]),
     (["--num_tests=9993"], ["--num_tests", "--sub_init_size", "9992"]),

@@ -83,9 +83,11 @@ def test_the_attackers_gradients_full_bpda_and_classifier(model, validation):
     full, bpda, plain = (_grad(defense.attack_model_fn(m), x, y)
                          for m in ("full", "bpda", "classifier"))
     reformed = defense.reform(x).numpy()
-    # bpda: the classifier's gradient at the reformed image; classifier: at x itself.
+    # bpda: the classifier's gradient at the reformed image; classifier: at x itself. BPDA's
+    # forward input x + (reform(x) - x) differs from reform(x) by float rounding, so the
+    # tolerance is absolute at 1e-6 of gradients of order 1e-2.
     np.testing.assert_allclose(bpda, _grad(lambda t: classifier(t), reformed, y), rtol=1e-5,
-                               atol=1e-8)
+                               atol=1e-6)
     np.testing.assert_allclose(plain, _grad(lambda t: classifier(t), x, y), rtol=1e-5,
                                atol=1e-8)
     # full goes through the auto-encoder's Jacobian: nonzero and unlike the identity's.
@@ -112,17 +114,6 @@ def test_summarize_counts_rejected_adversarial_inputs_as_correct_and_rejected_cl
 
 
 # --- the modes from the command line -----------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def smoke_magnet(tmp_path_factory):
-    """A train_magnet smoke run (64 images, 8 steps, one export)."""
-    train_dir = tmp_path_factory.mktemp("magnet") / "train"
-    rc, out, err = run_main(f"--flagfile={SMOKE_FLAGFILE}", "--mode=train_magnet",
-                            f"--train_dir={train_dir}", "--magnet_batch_size=16",
-                            "--magnet_epochs=2", "--checkpoint_every=8", "--magnet_fpr=0.01")
-    assert rc == 0, f"train_magnet failed ({rc}):\n{out}\n{err}"
-    return train_dir
-
 
 def magnet_whitebox(results_dir, magnet_dir, classifier_dir, *extra):
     return run_main(f"--flagfile={SMOKE_FLAGFILE}", "--mode=whitebox", "--defense=magnet",

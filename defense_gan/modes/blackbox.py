@@ -1,7 +1,10 @@
 """--mode=blackbox: the substitute-model attack of Papernot et al. (2017) as the authors'
 release ran it (its blackbox.py, after CleverHans' MNIST black-box tutorial).
 
-The oracle is `--model` behind `--defense`. The attacker holds test[0:--sub_init_size] with
+The oracle is `--model` behind `--defense`: none, adv_tr (the classifier adversarially trained
+at --adv_train_eps), defense_gan (with the plain classifier, Defense-GAN-Orig, or the one
+trained on reconstructions with --rec_classifier, Defense-GAN-Rec) or magnet (MagNet's
+reformer and detectors at --magnet_fpr, counted as MagNet counts). The attacker holds test[0:--sub_init_size] with
 their true labels, trains the substitute `--sub_model` for --sub_rounds rounds of
 --sub_epochs epochs, doubling its points by Jacobian augmentation (--sub_lambda) between
 rounds and asking the oracle for the labels (only) of the new points; then crafts FGSM
@@ -14,7 +17,8 @@ Who labels the substitute (--blackbox_labels):
     release labels with `model(gan.reconstruct(x))` in every case, so its "no defense" and
     "adversarial training" columns were attacked by a substitute of the Defense-GAN-defended
     model. The projection of these queries may be cheaper (--oracle_rec_iters, ...).
-  target: the evaluated defense itself.
+  target: the evaluated defense itself (a MagNet oracle answers the label of the reformed
+    input: labels only, no "rejected").
 
 The substitute depends only on its settings and oracle, so it is kept in
 <results parent>/.substitutes/<fingerprint>/ and shared (e.g. by --defense=none and
@@ -32,9 +36,9 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from defense_gan import (attacks, checkpoints, data, evaluation, files, networks, predictors,
-                         results, stats, substitute, summaries)
-from defense_gan.config import REPO_ROOT, Config, ConfigError
+from defense_gan import (attacks, checkpoints, data, evaluation, files, magnet, networks,
+                         predictors, results, stats, substitute, summaries)
+from defense_gan.config import DEFAULT_ADV_TRAIN_EPS, REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
 
 # Oracle batch k of the points made after round r projects with seed [seed, base + r * 4096 +
@@ -54,7 +58,13 @@ def labelling_defense(cfg: Config) -> str:
 
 
 def run_name(cfg: Config) -> str:
-    name = f"{cfg.model}_{cfg.defense}_sub{cfg.sub_model}"
+    name = f"{cfg.model}_{cfg.defense}"
+    if cfg.defense == "adv_tr" and cfg.adv_train_eps != DEFAULT_ADV_TRAIN_EPS:
+        name += f"{cfg.adv_train_eps:g}"
+    name += "_rec" if cfg.rec_classifier else ""
+    name += f"_sub{cfg.sub_model}"
+    if cfg.defense == "magnet":
+        name += f"_fpr{cfg.magnet_fpr:g}"
     if cfg.defense == "defense_gan":
         name += f"_L{cfg.rec_iters}_R{cfg.rec_rr}"
         if cfg.rec_prune_at:
@@ -141,6 +151,12 @@ def run(cfg: Config) -> None:
         defended = DefendedClassifier(classifier, projector, cfg.seed)
         cache = evaluation.clean_cache(parent, g_manifest, settings, cfg.seed, precision,
                                        first_index=first)
+    defense_settings = {}
+    if cfg.defense == "magnet":
+        defended, used, defense_settings = magnet.build_defense(
+            classifier, cfg.resolved_magnet_dir(), cfg.dataset, splits.image_shape,
+            data.to_float(splits.x_val).numpy(), cfg.magnet_fpr)
+        checkpoints_used.update(used)
     # Checked after every checkpoint loaded, so a bad flag elsewhere creates no folder.
     problem = files.writable_dir_problem(results_dir)
     if problem:
@@ -206,6 +222,11 @@ def run(cfg: Config) -> None:
                    **oracle.settings}}
     if cfg.defense == "defense_gan" and cfg.rec_prune_at:
         run_settings.update(rec_prune_at=cfg.rec_prune_at, rec_keep=cfg.rec_keep)
+    if cfg.defense == "adv_tr" and cfg.adv_train_eps != DEFAULT_ADV_TRAIN_EPS:
+        run_settings["adv_train_eps"] = cfg.adv_train_eps
+    if cfg.rec_classifier:
+        run_settings["classifier_variant"] = "rec"
+    run_settings.update(defense_settings)
     run_settings = _json_roundtrip(run_settings)
     records, timing = evaluation.evaluate(
         x_eval, y_eval, classifier=classifier, attack=attack, batch_size=cfg.eval_batch_size,
@@ -220,7 +241,7 @@ def run(cfg: Config) -> None:
     if results.finished_unchanged(results_dir, timing, cfg.eval_batch_size, cfg.num_tests,
                                   run_settings):
         print(f"[blackbox] every batch was already done; kept {results_dir}/results.json "
-              f"(adversarial_accuracy {metrics['adversarial_accuracy']:.4f})", flush=True)
+              f"(adversarial_accuracy {_accuracy_text(metrics)})", flush=True)
         return
     result = results.run_result(run_settings, metrics, timing, dataclasses.asdict(cfg),
                                 sys.argv)
@@ -232,13 +253,15 @@ def run(cfg: Config) -> None:
     print(f"[blackbox] substitute accuracy {metrics['substitute_accuracy']:.4f}, "
           f"{result['oracle_queries']} oracle queries; "
           f"clean {metrics['clean_accuracy']:.4f}, adversarial "
-          f"{stats.format_accuracy(_correct(records, cfg.defense), len(records))}", flush=True)
+          f"{_accuracy_text(metrics)}", flush=True)
     print(f"[blackbox] wrote {results_dir}/results.json", flush=True)
 
 
-def _correct(records, defense):
-    key = "pred_adv_defended" if defense == "defense_gan" else "pred_adv"
-    return sum(r[key] == r["label"] for r in records)
+def _accuracy_text(metrics) -> str:
+    """The defense's adversarial accuracy as results.summarize counts it (MagNet: a rejected
+    adversarial input is correct) with its interval and n."""
+    n = metrics["num_images"]
+    return stats.format_accuracy(int(round(metrics["adversarial_accuracy"] * n)), n)
 
 
 def _json_roundtrip(obj):

@@ -22,8 +22,8 @@ import os
 import shlex
 import sys
 
-from defense_gan import (attacks, classifiers, data, dataset_spec, distribute, evaluation,
-                         files, gan, hardware, magnet, plots, projection, results)
+from defense_gan import (attacks, data, dataset_spec, distribute, evaluation, files, gan,
+                         hardware, magnet, plots, predictors, projection, results)
 from defense_gan.config import DEFAULT_ADV_TRAIN_EPS, REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
 
@@ -82,21 +82,14 @@ def _defense_gan(cfg: Config, classifier, splits, results_dir) -> Defense:
 
 
 def _magnet(cfg: Config, classifier, splits, results_dir) -> Defense:
-    model, m_manifest = magnet.load(cfg.resolved_magnet_dir(), cfg.dataset, splits.image_shape)
-    # Thresholds at --magnet_fpr on the clean validation split (MagNet's rule; a second).
-    marks = magnet.detector_marks(model, data.to_float(splits.x_val).numpy())
-    thresholds = magnet.thresholds(marks, cfg.magnet_fpr)
-    defended = magnet.MagNetDefense(classifier, model, thresholds)
-    used = {"magnet": {"folder": m_manifest["folder"], "sha256": m_manifest["files"],
-                       "epochs": m_manifest.get("epochs")}}
+    defended, used, extra = magnet.build_defense(
+        classifier, cfg.resolved_magnet_dir(), cfg.dataset, splits.image_shape,
+        data.to_float(splits.x_val).numpy(), cfg.magnet_fpr)
     gradient = {"full": "full: the exact gradient of classifier(reformer(x))",
                 "bpda": "bpda: reformer as the identity on the backward pass",
                 "classifier": "classifier: the undefended classifier's gradient"}[
         cfg.magnet_gradient] + " (detectors not in the loss)"
-    extra = {"gradient": cfg.magnet_gradient, "magnet_fpr": cfg.magnet_fpr,
-             "magnet_thresholds": thresholds,
-             "counting": "an adversarial input rejected by a detector counts as correct, a "
-                         "rejected clean input as an error (MagNet's evaluation)"}
+    extra = {"gradient": cfg.magnet_gradient, **extra}
     knowledge = {"gradient": cfg.magnet_gradient, "classifier_weights": True,
                  "magnet_weights": True, "summary": gradient}
     return Defense(defended, defended.attack_model_fn(cfg.magnet_gradient), None, used,
@@ -254,9 +247,7 @@ def run_one(cfg: Config) -> None:
     if cfg.num_tests > len(splits.x_test):
         raise ConfigError(f"--num_tests: {cfg.num_tests} exceeds the {len(splits.x_test)} "
                           "test images")
-    classifier, c_manifest = classifiers.load_classifier(
-        cfg.resolved_classifier_dir(adv=cfg.defense == "adv_tr", rec=cfg.rec_classifier),
-        cfg.dataset, cfg.model)
+    classifier, c_manifest = predictors.evaluated_classifier(cfg)
     results_dir = os.path.abspath(cfg.results_dir or os.path.join(REPO_ROOT, "results", cfg.dataset,
                                                   "whitebox", run_name(cfg)))
     checkpoints_used = {"classifier": {"folder": c_manifest["folder"],
