@@ -1,6 +1,6 @@
-"""Build RESULTS.md from the whitebox runs' results.json files, beside the paper's Table 4.
+"""Build RESULTS.md from the runs' results.json files, beside the paper's tables.
 
-    python scripts/make_results.py            # reads results/mnist/whitebox/*/results.json
+    python scripts/make_results.py    # reads results/{mnist,fashion_mnist}/*/*/results.json
 
 Nothing in RESULTS.md is typed by hand: every "ours" number is read from a results.json that
 `python main.py --mode=whitebox ...` wrote (its command is listed), and the paper's numbers are
@@ -19,8 +19,8 @@ sys.path.insert(0, REPO)
 from defense_gan import stats  # noqa: E402
 from defense_gan.files import write_text_atomic  # noqa: E402
 
-# Paper Table 4, MNIST: (no attack, no defense, Defense-GAN-Rec, MagNet, Adv.Tr. eps 0.3)
-PAPER = {
+# Paper Table 4: (no attack, no defense, Defense-GAN-Rec, MagNet, Adv.Tr. eps 0.3)
+PAPER_MNIST = {
     "fgsm": {"A": (0.997, 0.217, 0.988, 0.191, 0.651), "B": (0.962, 0.022, 0.956, 0.082, 0.060),
              "C": (0.996, 0.331, 0.989, 0.163, 0.786), "D": (0.992, 0.038, 0.980, 0.094, 0.732)},
     "rand_fgsm": {"A": (0.997, 0.179, 0.988, 0.171, 0.774),
@@ -30,19 +30,33 @@ PAPER = {
     "cw": {"A": (0.997, 0.141, 0.989, 0.038, 0.077), "B": (0.962, 0.032, 0.916, 0.034, 0.280),
            "C": (0.996, 0.126, 0.989, 0.025, 0.031), "D": (0.992, 0.032, 0.983, 0.021, 0.010)},
 }
-# Paper Table 8 (MNIST, model F, L=200, R=10, no attack): Defense-GAN-Orig (the classifier
-# trained on clean images, our protocol) and Defense-GAN-Rec (retrained on reconstructions).
-PAPER_F_NO_ATTACK = {"orig": 0.9712, "rec": 0.9860}
+PAPER_FASHION = {
+    "fgsm": {"A": (0.934, 0.102, 0.879, 0.089, 0.797), "B": (0.747, 0.102, 0.629, 0.168, 0.136),
+             "C": (0.933, 0.139, 0.896, 0.110, 0.804), "D": (0.892, 0.082, 0.875, 0.099, 0.698)},
+    "rand_fgsm": {"A": (0.934, 0.102, 0.888, 0.096, 0.447),
+                  "B": (0.747, 0.131, 0.661, 0.161, 0.119),
+                  "C": (0.933, 0.105, 0.893, 0.112, 0.699),
+                  "D": (0.892, 0.091, 0.862, 0.104, 0.626)},
+    "cw": {"A": (0.934, 0.076, 0.896, 0.060, 0.157), "B": (0.747, 0.172, 0.656, 0.131, 0.118),
+           "C": (0.933, 0.063, 0.896, 0.084, 0.107), "D": (0.892, 0.090, 0.875, 0.069, 0.149)},
+}
+PAPER_TABLE4 = {"mnist": PAPER_MNIST, "fashion_mnist": PAPER_FASHION}
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+# Paper Tables 8 (MNIST) and 9 (F-MNIST), model F, L=200, R=10, no attack: Defense-GAN-Orig
+# (the classifier trained on clean images) and Defense-GAN-Rec (retrained on reconstructions).
+PAPER_F_NO_ATTACK = {"mnist": {"orig": 0.9712, "rec": 0.9860},
+                     "fashion_mnist": {"orig": 0.8373, "rec": 0.9145}}
 
 
-def paper_clean_rec(attack, model):
-    """(value, protocol) the paper gives for Defense-GAN on unattacked images of `model`:
-    Table 4's Defense-GAN-Rec for A-D, Table 8's Defense-GAN-Orig for F, else (None, None)."""
-    if model in PAPER.get(attack, {}):
-        return PAPER[attack][model][2], "Rec"
+def paper_clean(model, variant, dataset="mnist"):
+    """The paper's Defense-GAN accuracy on unattacked images of `model` with the `variant`
+    classifier ("orig" or "rec"): Table 4's Defense-GAN-Rec for A-D (Rec only: Table 4 has no
+    Orig column), Tables 8/9 for F; else None."""
     if model == "F":
-        return PAPER_F_NO_ATTACK["orig"], "Orig"
-    return None, None
+        return PAPER_F_NO_ATTACK[dataset][variant]
+    if variant == "rec" and model in PAPER_TABLE4[dataset]["fgsm"]:
+        return PAPER_TABLE4[dataset]["fgsm"][model][2]
+    return None
 
 
 ATTACK_TITLES = {"fgsm": "FGSM (eps 0.3)", "rand_fgsm": "RAND+FGSM (eps 0.3, alpha 0.05)",
@@ -134,7 +148,7 @@ def span(values, digits=3):
     return lo if lo == hi else f"{lo}-{hi}"
 
 
-def reading(runs):
+def reading(runs, dataset="mnist"):
     """Per attack, the Defense-GAN numbers in one sentence each, computed from the runs (the
     models with a run; paper values for the same models), so the text cannot go stale."""
     out = []
@@ -160,7 +174,7 @@ def reading(runs):
                 f"clean images {span(cols['rec'].values())}")
         paper = {}
         for m in sorted(cols["rec"]):
-            value, protocol = paper_clean_rec(attack, m)
+            value, protocol = paper_clean_rec(attack, m, dataset)
             if value is not None:
                 paper.setdefault(protocol, {})[m] = value
         if paper:
@@ -340,73 +354,117 @@ def adaptive_section(all_runs, sweeps, curves_dir=None):
     return lines
 
 
-def build(runs, stale=(), sweeps=(), curves_dir=None):
+def paper_clean_rec(attack, model, dataset="mnist"):
+    """(value, protocol) the reading section compares our Defense-GAN-Orig clean accuracy with:
+    Table 4's Defense-GAN-Rec for A-D (its white-box Defense-GAN column; it has no Orig one),
+    Tables 8/9's Defense-GAN-Orig for F, else (None, None)."""
+    if model == "F":
+        return paper_clean("F", "orig", dataset), "Orig"
+    value = paper_clean(model, "rec", dataset)
+    return (value, "Rec") if value is not None else (None, None)
+
+
+def magnet_cell(run, paper):
+    """MagNet under its own counting (a detected adversarial image is handled), then the
+    classifier on the reformed image alone (detectors ignored), then the paper's value."""
+    if run is None or run["metrics"].get("reformed_adversarial_accuracy") is None:
+        return cell(run, "adversarial_accuracy", paper)
+    text = (f"{accuracy_text(run, 'adversarial_accuracy')} / reformed only "
+            f"{accuracy_text(run, 'reformed_adversarial_accuracy')}")
+    return text if paper is None else f"{text} ({paper:.3f})"
+
+
+def magnet_run(runs, model, attack):
+    """The MagNet run of a cell: the exact end-to-end gradient (full) where there is one, else
+    BPDA through the reformer, else the classifier's gradient."""
+    for gradient in ("full", "bpda", "classifier"):
+        r = pick(runs, model, attack, "magnet", gradient)
+        if r is not None:
+            return r
+    return None
+
+
+def build(runs, stale=(), sweeps=(), curves_dir=None, dataset="mnist"):
+    name = DATASET_NAMES[dataset]
+    f_paper = PAPER_F_NO_ATTACK[dataset]
     lines = [
-        "# Results: white-box MNIST (paper Table 4 layout)", "",
+        f"# Results: white-box {name} (paper Table 4 layout)", "",
         "Generated by `python scripts/make_results.py` from the `results.json` of each run under",
-        "`results/mnist/whitebox/` (the command of every run is listed below the tables).",
+        f"`results/{dataset}/whitebox/` (the command of every run is listed below the tables).",
         "Cells read `ours [95% Wilson interval] n=images (paper)`; `·` is a run not done yet.",
         "Defense-GAN at L=200, R=10.", "",
         "Columns:",
         "- **No attack**: the undefended classifier on clean test images.",
         "- **No defense**: the classifier on adversarial images computed with its own gradient.",
-        "- **DG clean rec.**: Defense-GAN on *unattacked* images, classifier(G(z*(x))), with the",
-        "  classifier trained on clean images (the paper's Defense-GAN-Orig). Because the release's",
-        "  gradient through the projection vanished (its issues #1, #14), FGSM there returned the",
-        "  clean image, so the paper's white-box Defense-GAN column measured this, but with",
-        "  Defense-GAN-Rec: a classifier retrained on reconstructions (`--train_on_recs`, not",
-        "  implemented here yet). The paper values beside it are marked: `Rec` is Table 4 (models",
-        "  A-D); `Orig` is Table 8 (model F, L=200, R=10, no attack), the same protocol as ours.",
-        f"  Table 8 gives both for F: Orig {PAPER_F_NO_ATTACK['orig']:.3f}, Rec "
-        f"{PAPER_F_NO_ATTACK['rec']:.3f}, so Rec runs about "
-        f"{100 * (PAPER_F_NO_ATTACK['rec'] - PAPER_F_NO_ATTACK['orig']):.1f} points higher.",
+        "- **DG-Orig clean rec.**: Defense-GAN on *unattacked* images, classifier(G(z*(x))), with",
+        "  the classifier trained on clean images (the paper's Defense-GAN-Orig). Because the",
+        "  release's gradient through the projection vanished (its issues #1, #14), FGSM there",
+        "  returned the clean image, so the paper's white-box Defense-GAN column measured this,",
+        "  with Defense-GAN-Rec (next column). The paper gives Orig only for model F (Tables 8/9,",
+        f"  L=200, R=10, no attack): Orig {f_paper['orig']:.3f}, Rec {f_paper['rec']:.3f}.",
+        "- **DG-Rec clean rec.**: the same with the classifier trained on reconstructions",
+        "  (`--rec_classifier`, checkpoints `classifier_<m>_rec`): the paper's Table 4",
+        "  Defense-GAN-Rec column.",
         "- **DG, classifier grad.**: the attack is computed on the undefended classifier, then the",
         "  adversarial image is projected (the authors' advice in the release's issue #1).",
         "- **DG, BPDA**: the attack sees the full defense forward and the identity backward through",
         "  the projection (Athalye et al. 2018), with the defender's projection seed known to",
         "  the attacker. This is the honest white-box number. For CW it reads `known / fresh`:",
         "  `fresh` re-projects the same adversarial images with restarts the attack never saw.",
-        "- **Adv. tr.**: classifier trained on (clean + FGSM eps 0.15)/2, attacked white-box. The",
-        "  paper's Table 4 column used eps 0.3 for training. Adversarially trained checkpoints ship",
-        "  for A and B only; `python main.py --mode=train_classifier --adv_train --model=C` trains",
-        "  another into `runs/`, and `--classifier_dir` evaluates it.",
+        "- **MagNet**: MagNet's reformer and detectors (`--defense=magnet`), the attack with the",
+        "  exact gradient of classifier(reformer(x)) (`--magnet_gradient=full`; detectors not in",
+        "  the loss), counted as MagNet counts: a detected adversarial image is handled; then",
+        "  `reformed only`: the classifier on the reformed image, detectors ignored.",
+        "- **Adv. tr. 0.3 / 0.15**: the classifier adversarially trained on (clean + FGSM eps)/2",
+        "  at eps 0.3 (the paper's Table 4 column) or 0.15 (the release's default; no paper",
+        "  value), attacked white-box with its own gradient.",
         "", "The two attacked Defense-GAN columns have no paper counterpart (see below).",
         ""]
+    table = PAPER_TABLE4[dataset]
     checkpoints = {}
     for attack in ATTACK_TITLES:  # the table order
         if not any(r["settings"]["attack"] == attack for r in runs):
             continue
         lines += [f"## {ATTACK_TITLES[attack]}", "",
-                  "| model | images | No attack | No defense | DG clean rec. | DG, classifier grad. "
-                  "| DG, BPDA | Adv. tr. | mean L2 (no def. / BPDA) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| model | images | No attack | No defense | DG-Orig clean rec. | DG-Rec clean "
+                  "rec. | DG, classifier grad. | DG, BPDA | MagNet | Adv. tr. 0.3 | Adv. tr. 0.15 "
+                  "| mean L2 (no def. / BPDA) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for model in "ABCDEF":
             none = pick(runs, model, attack, "none")
             dg_c = pick(runs, model, attack, "defense_gan", "classifier")
             dg_b = pick(runs, model, attack, "defense_gan", "bpda")
+            rec = (pick(runs, model, attack, "defense_gan", "classifier", variant="rec")
+                   or pick(runs, model, attack, "defense_gan", "bpda", variant="rec"))
+            mag = magnet_run(runs, model, attack)
+            adv3 = pick(runs, model, attack, "adv_tr", adv_train_eps=0.3)
             adv = pick(runs, model, attack, "adv_tr")
-            if not any((none, dg_c, dg_b, adv)):
+            row_runs = (none, dg_c, dg_b, rec, mag, adv3, adv)
+            if not any(row_runs):
                 continue
-            paper = PAPER.get(attack, {}).get(model, (None,) * 5)
+            paper = table.get(attack, {}).get(model, (None,) * 5)
             rec_run = dg_c or dg_b
             l2 = " / ".join("·" if r is None else f"{r['metrics']['mean_l2']:.2f}"
                             for r in (none, dg_b))
             lines.append(
-                f"| {model} | {n_of(none, dg_c, dg_b, adv)} | "
+                f"| {model} | {n_of(*row_runs)} | "
                 f"{cell(none or rec_run, 'clean_accuracy', paper[0])} | "
                 f"{cell(none, 'adversarial_accuracy', paper[1])} | "
-                f"{cell(rec_run, 'defended_clean_accuracy', *paper_clean_rec(attack, model))} | "
+                f"{cell(rec_run, 'defended_clean_accuracy', paper_clean(model, 'orig', dataset))} | "
+                f"{cell(rec, 'defended_clean_accuracy', paper_clean(model, 'rec', dataset))} | "
                 f"{cell(dg_c, 'adversarial_accuracy')} | {bpda_cell(dg_b)} | "
-                f"{cell(adv, 'adversarial_accuracy', paper[4])} | {l2} |")
-            for r in (none, dg_c, dg_b, adv):
+                f"{magnet_cell(mag, paper[3])} | "
+                f"{cell(adv3, 'adversarial_accuracy', paper[4])} | "
+                f"{cell(adv, 'adversarial_accuracy')} | {l2} |")
+            for r in row_runs:
                 if r is not None:
-                    for name, c in r["settings"]["checkpoints"].items():
-                        checkpoints.setdefault((name, c["folder"].split("checkpoints/")[-1]),
+                    for name_, c in r["settings"]["checkpoints"].items():
+                        checkpoints.setdefault((name_, c["folder"].split("checkpoints/")[-1]),
                                                set()).add(
-                            str(c.get("iterations", "")) + " " +
+                            str(c.get("iterations", c.get("epochs", "")) or "") + " " +
                             c["sha256"].get("weights.data-00000-of-00001", "")[:12])
         lines.append("")
-    lines += reading(runs)
+    lines += reading(runs, dataset)
     lines += adaptive_section(runs, list(sweeps), curves_dir)
     lines += examples(runs)
     lines += ["## Checkpoints used", "",
@@ -434,8 +492,10 @@ def build(runs, stale=(), sweeps=(), curves_dir=None):
               "- **Images.** The paper evaluates the full 10,000-image test set; we use the first "
               "N test images (N in each row), so small differences are within sampling noise "
               "(about +-0.01 at N=1000 and accuracy 0.9).",
-              "- **Adv. tr.** is trained with FGSM eps 0.15 (the release's default); the paper's "
-              "Table 4 column used eps 0.3."]
+              "- **Adv. tr. 0.15** is the release's default training eps; the paper's Table 4 "
+              "column used eps 0.3 (our Adv. tr. 0.3 column). Empty adversarial-training, "
+              "Rec and MagNet cells are checkpoints not trained yet "
+              "(`scripts/train_mnist_baselines.sh`, `scripts/train_mnist_rec_classifiers.sh`)."]
     cw_bpda = [r for r in runs if r["settings"]["attack"] == "cw"
                and r["settings"]["defense"] == "defense_gan" and r["settings"]["gradient"] == "bpda"]
     if cw_bpda:
@@ -467,28 +527,44 @@ def build(runs, stale=(), sweeps=(), curves_dir=None):
     return "\n".join(lines) + "\n"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default=os.path.join(REPO, "results", "mnist", "whitebox"))
-    parser.add_argument("--out", default=os.path.join(REPO, "RESULTS.md"))
-    parser.add_argument("--gan_dir", default=os.path.join(REPO, "checkpoints", "mnist", "gan"),
-                        help="the shipped generator: Defense-GAN runs made with another one "
-                        "are left out of the tables")
-    args = parser.parse_args()
-    manifest = os.path.join(args.gan_dir, "manifest.json")
+def whitebox_text(dataset: str, runs_dir: str, gan_dir: str) -> str:
+    """The white-box part of RESULTS.md for one data set (empty where it has no run)."""
+    manifest = os.path.join(gan_dir, "manifest.json")
     try:
         with open(manifest) as f:
             generator_files = json.load(f)["files"]
     except (OSError, ValueError, KeyError) as err:
         sys.exit(f"error: --gan_dir: cannot read '{manifest}' ({err})")
-    runs, stale = split_by_generator(load_runs(args.runs), generator_files)
-    text = build(runs, stale, load_sweeps(args.runs), args.runs)
-    # Detection, Tables 8 and 10, Table 13: their own generator (scripts/results_detection.py).
+    runs, stale = split_by_generator(load_runs(runs_dir), generator_files)
+    if not runs and not stale:
+        return ""
+    print(f"{dataset}: {len(runs)} white-box runs ({len(stale)} left out: other generator)")
+    return build(runs, stale, load_sweeps(runs_dir), runs_dir, dataset)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=os.path.join(REPO, "results"),
+                        help="the folder holding <dataset>/{whitebox,blackbox,detect}/")
+    parser.add_argument("--out", default=os.path.join(REPO, "RESULTS.md"))
+    parser.add_argument("--checkpoints", default=os.path.join(REPO, "checkpoints"),
+                        help="the shipped generators (<dataset>/gan): Defense-GAN runs made "
+                        "with another one are left out of the tables")
+    args = parser.parse_args()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import results_blackbox
     import results_detection
-    text += "\n" + results_detection.section(REPO)
-    write_text_atomic(args.out, text)
-    print(f"wrote {args.out} from {len(runs)} runs ({len(stale)} left out: other generator)")
+    parts = []
+    for dataset in ("mnist", "fashion_mnist"):
+        white = whitebox_text(dataset, os.path.join(args.results, dataset, "whitebox"),
+                              os.path.join(args.checkpoints, dataset, "gan"))
+        parts.append(white)
+        parts.append(results_blackbox.section(REPO, dataset))
+        if dataset == "mnist":
+            # Detection, Tables 8 and 10, Table 13 (scripts/results_detection.py).
+            parts.append(results_detection.section(REPO))
+    write_text_atomic(args.out, "\n".join(p for p in parts if p))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,39 @@ def run_main(*args, timeout=300):
     return proc.returncode, proc.stdout, proc.stderr
 
 
+def run_main_here(*args):
+    """main.py in this process: (returncode, stdout, stderr) as `run_main` gives them, without
+    a fresh process's TensorFlow start (5-10 s on a 2-core machine). For runs that stop at
+    validation of a flag or a file (bad input): runs that train, attack, configure devices or
+    need a clean TensorFlow (--strategy, --cpu_devices) use `run_main`."""
+    import contextlib
+    import io
+
+    from absl import flags
+
+    from defense_gan import cli, cli_main
+    if "mode" not in flags.FLAGS:
+        cli.define_flags()
+    out, err = io.StringIO(), io.StringIO()
+    rc = 0
+    cwd = os.getcwd()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            os.chdir(REPO)  # as run_main: relative paths are the repo's
+            flags.FLAGS.unparse_flags()
+            flags.FLAGS([MAIN, *map(str, args)])
+            cli_main.main([MAIN])
+        except flags.Error as error:  # absl's app.run prints this and exits 1
+            print(f"FATAL Flags parsing error: {error}", file=sys.stderr)
+            rc = 1
+        except SystemExit as stop:
+            rc = stop.code if isinstance(stop.code, int) else 1
+        finally:
+            os.chdir(cwd)
+            flags.FLAGS.unparse_flags()
+    return rc, out.getvalue(), err.getvalue()
+
+
 def run_pipeline(root, *common, model):
     """train_gan (2 iterations) -> train_classifier `model` -> whitebox FGSM through Defense-GAN
     with BPDA, through main.py with `common` flags, each writing under `root` (gan/,

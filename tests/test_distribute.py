@@ -5,12 +5,14 @@ sharded over two processes. Everything uses flags/smoke.cfg.
 
 Tolerance: a distributed step sums the replicas' gradients of half-batch losses where one
 device reduces the whole batch at once; float32 addition is not associative, so weights differ
-by float rounding: 2.4e-7 at most after the smoke run on a Zen 5, where WEIGHT_ATOL = 1e-5 (10x
-below one Adam step, lr 1e-4) holds for every element. On an AVX2 Zen 1 oneDNN's reduction
-order differs more and Adam (which normalises each update to about +-lr) amplifies the sign
-of near-zero gradients: 0.06% of the elements of one variable moved by up to 6e-5. So at most
-STRAY_FRACTION of a variable's elements may exceed WEIGHT_ATOL, none STRAY_ATOL (a few Adam
-steps); a wrong batch split or a missing replica would move most elements by about lr.
+by float rounding: 2.4e-7 at most after the smoke run on a Zen 5. On an AVX2 Zen 1 oneDNN's
+reduction order differs more, and a LeakyReLU input whose sign flips by rounding switches a
+unit's slope (1 vs 0.2) while Adam normalises every update to about +-lr: up to 6% of a
+weight's elements moved by more than 1e-5 (at most 6e-5) after 8 steps, and 2 of 256 elements
+of one Adam moment by 8%. So each weight must agree on average to WEIGHT_ATOL (a tenth of one
+Adam step, lr 1e-4) and everywhere to STRAY_ATOL (a few steps), and each Adam moment in total
+to MOMENT_RTOL (5%) of its summed magnitude (1.1% seen there); half the data or a lost
+replica's gradients would move most weights by about lr and the moments by tens of percent.
 """
 
 import json
@@ -33,8 +35,8 @@ from defense_gan import config, distribute, gan
 from defense_gan.errors import ConfigError
 
 WEIGHT_ATOL = 1e-5
-STRAY_FRACTION = 0.01
 STRAY_ATOL = 1e-3
+MOMENT_RTOL = 0.05
 LOSS_LINE = re.compile(r"\[train_gan\] step (\d+)/\d+  (.*?)  [\d.]+ steps/s")
 PROCESS_TIMEOUT = 600  # seconds; this machine is shared, a smoke worker takes 10 s idle
 
@@ -141,9 +143,14 @@ def assert_same_training_state(dir_a, dir_b):
     assert a.keys() == b.keys()
     assert sum("kernel" in k for k in a) >= 3  # model weights, not just counters
     for k in a:
-        diff = np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64))
-        assert np.mean(diff > WEIGHT_ATOL) <= STRAY_FRACTION, (k, np.mean(diff > WEIGHT_ATOL))
-        np.testing.assert_allclose(a[k], b[k], rtol=0, atol=STRAY_ATOL, err_msg=k)
+        x, y = np.asarray(a[k], np.float64), np.asarray(b[k], np.float64)
+        assert x.shape == y.shape, k
+        diff = np.abs(x - y)
+        if "optimizer/_variables/" in k:  # Adam's moments: see the module docstring
+            assert diff.sum() <= MOMENT_RTOL * np.abs(x).sum() + 1e-12, (k, diff.sum())
+            continue
+        assert diff.mean() <= WEIGHT_ATOL, (k, diff.mean())
+        np.testing.assert_allclose(x, y, rtol=0, atol=STRAY_ATOL, err_msg=k)
 
 
 # --- TF_CONFIG and flag validation (in process) -------------------------------------------------

@@ -58,13 +58,40 @@ def test_the_reading_section_quotes_the_runs_numbers_beside_the_papers():
     assert "clean 0.0031, attacked 0.0372" in line
 
 
-def test_model_f_is_compared_with_the_papers_defense_gan_orig_and_a_with_rec():
+def test_orig_and_rec_clean_reconstructions_sit_beside_the_papers_orig_and_rec_values():
     f_run = run("defense_gan", SHIPPED)
     f_run["settings"]["model"] = "F"
-    rows = [x for x in make_results.build([run("defense_gan", SHIPPED), f_run]).splitlines()
+    a_rec = run("defense_gan", SHIPPED, path="rec")
+    a_rec["settings"]["classifier_variant"] = "rec"
+    a_rec["metrics"]["defended_clean_accuracy"] = 0.8
+    rows = [x for x in make_results.build([run("defense_gan", SHIPPED), a_rec, f_run]
+                                          ).splitlines()
             if x.startswith("| A | 10 |") or x.startswith("| F | 10 |")]
-    assert "| 0.900 [0.596, 0.982] n=10 (0.988 Rec) |" in rows[0]
-    assert "| 0.900 [0.596, 0.982] n=10 (0.971 Orig) |" in rows[1]
+    # A: Table 4 has Rec only; F: Table 8 has both (Orig 0.971, Rec 0.986).
+    assert "| 0.900 [0.596, 0.982] n=10 | 0.800 [0.490, 0.943] n=10 (0.988) |" in rows[0]
+    assert "| 0.900 [0.596, 0.982] n=10 (0.971) | · (0.986) |" in rows[1]
+
+
+def test_magnet_and_both_adversarial_training_eps_fill_their_own_columns():
+    mag = run("magnet", path="magnet", accuracy=1.0)
+    mag["settings"]["gradient"] = "full"
+    mag["metrics"]["reformed_adversarial_accuracy"] = 0.4
+    adv3 = run("adv_tr", path="adv3", accuracy=0.7)
+    adv3["settings"]["adv_train_eps"] = 0.3
+    adv = run("adv_tr", path="adv", accuracy=0.6)
+    row = next(x for x in make_results.build([mag, adv3, adv]).splitlines()
+               if x.startswith("| A | 10 |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[8].startswith("1.000 [") and "reformed only 0.400 [" in cells[8]
+    assert cells[8].endswith("(0.191)")
+    assert cells[9].startswith("0.700 [") and cells[9].endswith("(0.651)")
+    assert cells[10].startswith("0.600 [") and "(" not in cells[10]  # no paper value at 0.15
+
+
+def test_a_fashion_mnist_table_uses_the_papers_fashion_mnist_values():
+    row = next(x for x in make_results.build([run("none", accuracy=0.3)], dataset="fashion_mnist"
+                                             ).splitlines() if x.startswith("| A | 10 |"))
+    assert "(0.934)" in row and "(0.102)" in row
 
 
 def test_a_cw_bpda_cell_shows_the_known_seed_and_the_fresh_seed_accuracy():

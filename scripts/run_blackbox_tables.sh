@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The MNIST black-box runs of the paper's Table 1 (rows A/B, A/E, B/B, B/E, C/B, C/E, D/B, D/E)
-# and Table 3 (model F, substitute E, Defense-GAN-Rec at L=400, eps 0.10-0.30), cheapest
-# first. Each run resumes from its saved substitute rounds, oracle-label batches and
+# The black-box runs of the paper's Table 1 (MNIST) or Table 2 (DATASET=fashion_mnist): rows
+# A/B, A/E, B/B, B/E, C/B, C/E, D/B, D/E; and Table 3 (model F, substitute E,
+# Defense-GAN-Rec at L=400, eps 0.10-0.30), cheapest first. Each run resumes from its saved substitute rounds, oracle-label batches and
 # evaluation records, so this script can be killed and restarted at any time; finished runs
 # are skipped in seconds.
-#   scripts/run_mnist_blackbox.sh [stage]
+#   [DATASET=fashion_mnist] [ROWS="A/B A/E"] scripts/run_blackbox_tables.sh [stage]
 #   stage: none | magnet | defense_gan | adv_tr | rec | table3 | all (default, in that order)
 #
 # As in the release, the substitute is labelled by the evaluated classifier behind
@@ -14,35 +14,39 @@
 # evaluation of the adversarial images uses the faithful L=200, R=10 float32. One substitute
 # per (classifier, substitute model): none, magnet and defense_gan share the plain
 # classifier's (the none stage trains them); adv_tr at each eps and rec have their own.
-# Needs: checkpoints/mnist/classifier_<m>_adv (0.15), _adv0.3 (scripts/train_mnist_baselines.sh)
-# and _rec (scripts/train_mnist_rec_classifiers.sh); stages whose checkpoints are missing say so
-# and skip the row.
+# Needs: checkpoints/<dataset>/classifier_<m>_adv (0.15), _adv0.3 (scripts/train_mnist_baselines.sh),
+# _rec (scripts/train_mnist_rec_classifiers.sh) and magnet; rows whose checkpoints are missing
+# say so and are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage="${1:-all}"
+DATASET="${DATASET:-mnist}"
 ROWS="${ROWS:-A/B A/E B/B B/E C/B C/E D/B D/E}"
 bb() {
-  python main.py --flagfile=flags/mnist.cfg --mode=blackbox "$@"
+  python main.py --flagfile="flags/$DATASET.cfg" --mode=blackbox "$@"
 }
 want() { [[ "$stage" == "$1" || "$stage" == all ]]; }
 have() {  # have <checkpoint folder name> <what the row needs it for>
-  if [[ -f "checkpoints/mnist/$1/manifest.json" ]]; then return 0; fi
-  echo "skip $2: no checkpoints/mnist/$1 (see this script's header)"
+  if [[ -f "checkpoints/$DATASET/$1/manifest.json" ]]; then return 0; fi
+  echo "skip $2: no checkpoints/$DATASET/$1 (see this script's header)"
   return 1
 }
 
 if want none; then  # the release's 1,850 images (test[150:2000]); trains the shared substitutes
   for row in $ROWS; do
+    have "classifier_${row%/*}" "none $row" || continue
     bb --defense=none --model="${row%/*}" --sub_model="${row#*/}" --num_tests=1850
   done
 fi
 if want magnet; then
   for row in $ROWS; do
+    have magnet "magnet $row" && have "classifier_${row%/*}" "magnet $row" || continue
     bb --defense=magnet --model="${row%/*}" --sub_model="${row#*/}" --num_tests=1850
   done
 fi
 if want defense_gan; then  # Defense-GAN-Orig: 500 images at L=200, R=10
   for row in $ROWS; do
+    have "classifier_${row%/*}" "defense_gan $row" || continue
     bb --defense=defense_gan --model="${row%/*}" --sub_model="${row#*/}" --num_tests=500
   done
 fi

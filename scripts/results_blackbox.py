@@ -1,0 +1,213 @@
+"""The black-box sections of RESULTS.md (the paper's Tables 1, 2 and 3), beside the paper.
+
+    python scripts/results_blackbox.py [--dataset mnist|fashion_mnist]   # print the Markdown
+
+`section(root, dataset)` returns the Markdown (scripts/make_results.py includes it). Every
+"ours" cell is read from a results.json that `python main.py --mode=blackbox ...` wrote under
+results/<dataset>/blackbox/ and links to it; cells with no run show `·` and the script that
+fills them. Paper numbers: Tables 1-3 of arXiv:1805.06605v2 (../shared/reference/PAPER.md).
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from defense_gan import stats  # noqa: E402
+
+ROWS = ("A/B", "A/E", "B/B", "B/E", "C/B", "C/E", "D/B", "D/E")
+# (column title, key); the paper's values are in this order.
+COLUMNS = (("No attack", "no_attack"), ("No defense", "none"), ("Defense-GAN-Rec", "rec"),
+           ("Defense-GAN-Orig", "orig"), ("MagNet", "magnet"), ("Adv. Tr. 0.3", "adv0.3"),
+           ("Adv. Tr. 0.15", "adv0.15"))
+# Paper Tables 1 (MNIST) and 2 (F-MNIST): FGSM black-box eps 0.3, Defense-GAN L=200, R=10.
+PAPER = {
+    "mnist": {"A/B": (0.9970, 0.6343, 0.9312, 0.9282, 0.6937, 0.9654, 0.6223),
+              "A/E": (0.9970, 0.5432, 0.9139, 0.9221, 0.6710, 0.9668, 0.9327),
+              "B/B": (0.9618, 0.2816, 0.9057, 0.9105, 0.5687, 0.2092, 0.3441),
+              "B/E": (0.9618, 0.2128, 0.8841, 0.8892, 0.4627, 0.1120, 0.3354),
+              "C/B": (0.9959, 0.6648, 0.9357, 0.9322, 0.7571, 0.9834, 0.9208),
+              "C/E": (0.9959, 0.8050, 0.9223, 0.9182, 0.6760, 0.9843, 0.9755),
+              "D/B": (0.9920, 0.4641, 0.9272, 0.9323, 0.6817, 0.7667, 0.8514),
+              "D/E": (0.9920, 0.3931, 0.9164, 0.9155, 0.6073, 0.7676, 0.7129)},
+    "fashion_mnist": {"A/B": (0.9346, 0.5131, 0.586, 0.5803, 0.5404, 0.7393, 0.6600),
+                      "A/E": (0.9346, 0.3653, 0.4790, 0.4616, 0.3311, 0.6945, 0.5638),
+                      "B/B": (0.7470, 0.4017, 0.4940, 0.5530, 0.3812, 0.3177, 0.3560),
+                      "B/E": (0.7470, 0.3123, 0.3720, 0.4187, 0.3119, 0.2617, 0.2453),
+                      "C/B": (0.9334, 0.2635, 0.5289, 0.6079, 0.4664, 0.7791, 0.6838),
+                      "C/E": (0.9334, 0.2066, 0.4871, 0.4625, 0.3016, 0.7504, 0.6655),
+                      "D/B": (0.8923, 0.4541, 0.5779, 0.5853, 0.5478, 0.6172, 0.6395),
+                      "D/E": (0.8923, 0.2543, 0.4007, 0.4730, 0.3396, 0.5093, 0.4962)}}
+# Paper Table 3: model F, substitute E, Defense-GAN-Rec at L=400, R=10, mean±std as printed.
+PAPER_TABLE3 = {"mnist": {0.10: "0.9864±0.0011", 0.15: "0.9836±0.0026", 0.20: "0.9772±0.0019",
+                          0.25: "0.9641±0.0001", 0.30: "0.9307±0.0034"},
+                "fashion_mnist": {0.10: "0.8844±0.0017", 0.15: "0.8267±0.0065",
+                                  0.20: "0.7492±0.0170", 0.25: "0.6384±0.0159",
+                                  0.30: "0.5126±0.0096"}}
+TITLES = {"mnist": ("Table 1", "MNIST"), "fashion_mnist": ("Table 2", "Fashion-MNIST")}
+SCRIPTS = {"mnist": "scripts/run_blackbox_tables.sh",
+           "fashion_mnist": "DATASET=fashion_mnist scripts/run_blackbox_tables.sh"}
+
+
+def load_runs(root: str, dataset: str) -> list:
+    runs = []
+    for path in sorted(glob.glob(os.path.join(root, "results", dataset, "blackbox", "*",
+                                              "results.json"))):
+        try:
+            with open(path) as f:
+                r = json.load(f)
+        except (OSError, ValueError):
+            continue
+        r["path"] = os.path.relpath(os.path.dirname(path), root)
+        runs.append(r)
+    return runs
+
+
+def column_of(run) -> str | None:
+    """The Table 1 column a run fills (None: not a Table 1 run, e.g. another L or labels)."""
+    s = run["settings"]
+    if s["oracle"]["labels"] != "defended":
+        return None
+    defense = s["defense"]
+    if defense == "defense_gan":
+        if (s["rec_iters"], s["rec_rr"]) != (200, 10) or s.get("rec_prune_at"):
+            return None
+        return "rec" if s.get("classifier_variant") == "rec" else "orig"
+    if defense == "adv_tr":
+        return f"adv{s.get('adv_train_eps', 0.15):g}"
+    return defense if defense in ("none", "magnet") else None
+
+
+def eps_of(run) -> float:
+    return round(float(run["settings"]["attack_settings"]["eps"]), 2)
+
+
+def best(runs):
+    """The run with the most images (ties: the newest)."""
+    return max(runs, key=lambda r: (r["metrics"]["num_images"], r.get("written", ""))) \
+        if runs else None
+
+
+def accuracy(run, key="adversarial_accuracy") -> str:
+    value = run["metrics"].get(key)
+    if value is None:
+        return "·"
+    n = run["metrics"]["num_images"]
+    low, high = stats.wilson_interval(int(round(value * n)), n)
+    return f"{value:.3f} [{low:.3f}, {high:.3f}] n={n}"
+
+
+def link(run) -> str:
+    return f"[run]({run['path']}/results.json)"
+
+
+def oracle_text(run) -> str:
+    """How the substitute's labels were made, from the run's settings.oracle."""
+    o = run["settings"]["oracle"]
+    if o.get("rec_iters") is None:
+        return f"{o['labelling_defense']}"
+    text = f"L={o['rec_iters']}, R={o['rec_rr']}, {o.get('precision', 'float32')}"
+    if o.get("rec_prune_at"):
+        text += f", early stop at {o['rec_prune_at']:g} keeping {o.get('rec_keep')}"
+    return text
+
+
+def table(runs, dataset: str) -> list:
+    """Markdown lines of the Table 1/2 layout: one row per classifier/substitute pair, each
+    cell `ours [Wilson 95%] n=N (paper)` with a link to its results.json."""
+    cells = {}
+    for r in runs:
+        col = column_of(r)
+        if col is None or eps_of(r) != 0.3:
+            continue
+        row = f"{r['settings']['model']}/{r['settings']['substitute']['model']}"
+        cells.setdefault((row, col), []).append(r)
+    paper = PAPER[dataset]
+    lines = ["| classifier/substitute | substitute accuracy | " + " | ".join(
+        t for t, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
+    for row in ROWS:
+        picked = {col: best(cells.get((row, col), [])) for _, col in COLUMNS[1:]}
+        # No attack: the plain classifier on the clean images (any run of the plain one).
+        plain = next((picked[c] for c in ("none", "orig", "magnet") if picked[c]), None)
+        out = [f"{accuracy(plain, 'clean_accuracy')} ({paper[row][0]:.3f})" if plain
+               else f"· ({paper[row][0]:.3f})"]
+        for i, (_, col) in enumerate(COLUMNS[1:], start=1):
+            r = picked[col]
+            out.append(f"{accuracy(r)} ({paper[row][i]:.3f}) {link(r)}" if r
+                       else f"· ({paper[row][i]:.3f})")
+        sub = next((picked[c] for c in ("none", "orig", "magnet", "rec", "adv0.3", "adv0.15")
+                    if picked[c]), None)
+        lines.append(f"| {row} | {accuracy(sub, 'substitute_accuracy') if sub else '·'} | "
+                     + " | ".join(out) + " |")
+    return lines
+
+
+def table3(runs, dataset: str) -> list:
+    rec = [r for r in runs if r["settings"]["defense"] == "defense_gan"
+           and r["settings"].get("classifier_variant") == "rec"
+           and r["settings"]["model"] == "F" and r["settings"]["substitute"]["model"] == "E"
+           and (r["settings"]["rec_iters"], r["settings"]["rec_rr"]) == (400, 10)
+           and r["settings"]["oracle"]["labels"] == "defended"]
+    lines = ["| eps | Defense-GAN-Rec (ours) | paper (mean±std) | run |", "|---|---|---|---|"]
+    for eps, value in PAPER_TABLE3[dataset].items():
+        r = best([x for x in rec if eps_of(x) == eps])
+        lines.append(f"| {eps:.2f} | {accuracy(r) if r else '·'} | {value} | "
+                     f"{link(r) if r else 'not run'} |")
+    return lines
+
+
+def other_runs(runs, dataset: str) -> list:
+    """Black-box runs outside the tables' protocol (e.g. target labels), listed as they are."""
+    out = []
+    for r in runs:
+        in_table3 = (r["settings"]["defense"] == "defense_gan"
+                     and r["settings"]["rec_iters"] == 400)
+        if (column_of(r) is not None and eps_of(r) == 0.3) or in_table3:
+            continue
+        s = r["settings"]
+        out.append(f"- {s['model']}/{s['substitute']['model']}, --defense={s['defense']}, "
+                   f"labels: {s['oracle']['labels']} ({s['oracle']['labelling_defense']}), "
+                   f"eps {eps_of(r):g}: {accuracy(r)} ({link(r)})")
+    return out
+
+
+def section(root: str = REPO, dataset: str = "mnist") -> str:
+    runs = load_runs(root, dataset)
+    number, name = TITLES[dataset]
+    lines = [f"## {name} black-box ({number} layout; Table 3)", "",
+             f"FGSM eps 0.3 crafted on a substitute trained by querying the defended model "
+             f"(Papernot et al. 2017 as the release ran it: 150 initial test images, 6 rounds of "
+             f"Jacobian augmentation, 4,650 label-only oracle queries), evaluated on the test "
+             f"images after the first 150. Cells read `ours [95% Wilson interval] n=images "
+             f"(paper)`; `·` is a run not done yet (`{SCRIPTS[dataset]}` fills the table, "
+             f"cheapest first, resumable). Defense-GAN cells project at L=200, R=10, float32. "
+             f"As in the release, the substitute of every column is labelled by the column's "
+             f"classifier behind Defense-GAN (`--blackbox_labels=defended`, named in each "
+             f"results.json); those oracle queries use a cheaper projection, given below. "
+             f"No attack is the plain classifier on the clean evaluation images.", ""]
+    lines += table(runs, dataset)
+    oracles = sorted({oracle_text(r) for r in runs if column_of(r) is not None})
+    if oracles:
+        lines += ["", "Oracle projection of the substitutes' labels: " + "; ".join(oracles) + "."]
+    lines += ["", f"**Table 3** (model F, substitute E, Defense-GAN-Rec, L=400, R=10, FGSM "
+              f"black-box at each eps; 500 images per cell):", ""]
+    lines += table3(runs, dataset)
+    others = other_runs(runs, dataset)
+    if others:
+        lines += ["", "Other black-box runs (outside the tables' protocol):", "", *others]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="mnist", choices=sorted(PAPER))
+    args = parser.parse_args()
+    print(section(REPO, args.dataset))
+
+
+if __name__ == "__main__":
+    main()

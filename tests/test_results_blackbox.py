@@ -1,0 +1,81 @@
+"""scripts/results_blackbox.py: the Table 1/2 and Table 3 Markdown from blackbox results.json."""
+
+import json
+import os
+import sys
+
+from conftest import REPO
+
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import results_blackbox  # noqa: E402
+
+
+def fake_run(root, folder, model, sub, defense, adv, n, dataset="mnist", labels="defended",
+             eps=0.3, L=200, variant=None, adv_eps=None, clean=0.99, sub_acc=0.8):
+    settings = {"model": model, "defense": defense, "rec_iters": L, "rec_rr": 10,
+                "attack_settings": {"eps": eps}, "substitute": {"model": sub},
+                "oracle": {"labels": labels, "labelling_defense": "defense_gan",
+                           "rec_iters": 100, "rec_rr": 10, "precision": "float32",
+                           "rec_prune_at": 0.25, "rec_keep": 2}}
+    if variant:
+        settings["classifier_variant"] = variant
+    if adv_eps:
+        settings["adv_train_eps"] = adv_eps
+    result = {"settings": settings, "written": "2026-12-02T00:00:00+00:00",
+              "metrics": {"num_images": n, "adversarial_accuracy": adv,
+                          "clean_accuracy": clean, "substitute_accuracy": sub_acc}}
+    path = os.path.join(root, "results", dataset, "blackbox", folder)
+    os.makedirs(path)
+    with open(os.path.join(path, "results.json"), "w") as f:
+        json.dump(result, f)
+
+
+def row(text, name):
+    return next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+
+
+def test_each_column_takes_its_defense_and_classifier_variant_beside_the_paper(tmp_path):
+    root = str(tmp_path)
+    fake_run(root, "none", "A", "B", "none", 0.70, 1850, clean=0.995)
+    fake_run(root, "orig", "A", "B", "defense_gan", 0.90, 500)
+    fake_run(root, "rec", "A", "B", "defense_gan", 0.92, 500, variant="rec")
+    fake_run(root, "magnet", "A", "B", "magnet", 0.60, 1850)
+    fake_run(root, "adv03", "A", "B", "adv_tr", 0.95, 1850, adv_eps=0.3)
+    fake_run(root, "adv015", "A", "B", "adv_tr", 0.50, 1850)
+    cells = [c.strip() for c in row(results_blackbox.section(root), "A/B").split("|")[2:-1]]
+    assert cells[0] == "0.800 [0.781, 0.818] n=1850"  # the substitute's accuracy
+    assert cells[1].startswith("0.995 [") and cells[1].endswith("n=1850 (0.997)")
+    expected = [("0.700", "0.634", "none"), ("0.920", "0.931", "rec"), ("0.900", "0.928", "orig"),
+                ("0.600", "0.694", "magnet"), ("0.950", "0.965", "adv03"),
+                ("0.500", "0.622", "adv015")]
+    for cell, (ours, paper, folder) in zip(cells[2:], expected):
+        assert cell.startswith(ours + " [") and f"({paper})" in cell, cell
+        assert f"results/mnist/blackbox/{folder}/results.json" in cell
+
+
+def test_empty_cells_show_the_paper_and_runs_outside_the_protocol_are_listed_apart(tmp_path):
+    root = str(tmp_path)
+    fake_run(root, "target", "A", "B", "none", 0.48, 1850, labels="target")
+    fake_run(root, "L100", "A", "B", "defense_gan", 0.88, 500, L=100)
+    text = results_blackbox.section(root)
+    assert row(text, "A/B").count("·") == 8  # substitute accuracy and all seven columns
+    other = text.split("Other black-box runs")[1]
+    assert "labels: target" in other and "0.480 [" in other
+
+
+def test_table3_fills_each_eps_from_the_rec_runs_of_f_against_e_at_l400(tmp_path):
+    root = str(tmp_path)
+    fake_run(root, "t3_010", "F", "E", "defense_gan", 0.98, 500, L=400, eps=0.1, variant="rec")
+    fake_run(root, "t3_030_orig", "F", "E", "defense_gan", 0.10, 500, L=400, eps=0.3)
+    text = results_blackbox.section(root).split("**Table 3**")[1]
+    assert row(text, "0.10").startswith("| 0.10 | 0.980 [") and "0.9864±0.0011" in text
+    assert "| 0.30 | · | 0.9307±0.0034 | not run |" in text  # the Orig run is not a Rec cell
+
+
+def test_fashion_mnist_uses_table_2_and_its_own_folder(tmp_path):
+    root = str(tmp_path)
+    fake_run(root, "none", "A", "B", "none", 0.40, 1850, dataset="fashion_mnist")
+    text = results_blackbox.section(root, "fashion_mnist")
+    assert "Table 2 layout" in text
+    assert "0.400 [" in row(text, "A/B") and "(0.513)" in row(text, "A/B")
+    assert "0.400 [" not in results_blackbox.section(root, "mnist")
