@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, dense_generator, error_line, run_main, tree_digest
+from conftest import REPO, dense_generator, error_line, run_main, run_main_here, tree_digest
 from defense_gan import attacks, classifiers, data, projection
 from defense_gan.defense import DefendedClassifier
 from defense_gan.evaluation import FRESH_SEED_OFFSET
@@ -236,7 +236,7 @@ def test_bad_adaptive_input_is_one_line_naming_the_flag_and_writes_nothing(tmp_p
                                                                            message):
     extra = ("--gradient=unrolled",) if "rec_iters" in flag else ("--gradient=bpda",)
     before = tree_digest(tmp_path)
-    rc, out, err = run_main(*TINY, "--attack=pgd", "--defense=defense_gan", *extra, flag,
+    rc, out, err = run_main_here(*TINY, "--attack=pgd", "--defense=defense_gan", *extra, flag,
                             f"--results_dir={tmp_path / 'run'}")
     assert rc != 0 and message in error_line(err)
     assert tree_digest(tmp_path) == before and not (tmp_path / "run").exists()

@@ -9,13 +9,14 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import SMOKE_CLASSIFIER_MODEL, SMOKE_FLAGFILE, error_line, run_main, tree_digest
+from conftest import (SMOKE_CLASSIFIER_MODEL, SMOKE_FLAGFILE, error_line, run_main, run_main_here,
+                      tree_digest)
 
 INIT, NUM_TESTS, EVAL_BATCH = 8, 8, 4  # flags/smoke.cfg
 
 
-def blackbox(results_dir, gan_dir, classifier_dir, *extra):
-    return run_main(f"--flagfile={SMOKE_FLAGFILE}", "--mode=blackbox",
+def blackbox(results_dir, gan_dir, classifier_dir, *extra, runner=run_main):
+    return runner(f"--flagfile={SMOKE_FLAGFILE}", "--mode=blackbox",
                     f"--model={SMOKE_CLASSIFIER_MODEL}", "--sub_model=E",
                     f"--gan_dir={gan_dir}", f"--classifier_dir={classifier_dir}",
                     f"--results_dir={results_dir}", *extra)
@@ -199,7 +200,8 @@ def test_bad_input_exits_2_with_one_error_line_and_writes_nothing(args, named, t
     (tmp_path / "results").mkdir()
     before = tree_digest(tmp_path)
     rc, out, err = blackbox(tmp_path / "results" / "run", smoke_run.train_dir,
-                            smoke_classifier.train_dir, "--defense=none", *args)
+                            smoke_classifier.train_dir, "--defense=none", *args,
+                            runner=run_main_here)
     assert rc == 2, f"{out}\n{err}"
     line = error_line(err)
     for text in named:

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import (REPO, SMOKE_CLASSIFIER_MODEL as MODEL, SMOKE_FLAGFILE, error_line,
-                      run_main, run_pipeline, tree_digest)
+                      run_main, run_main_here, run_pipeline, tree_digest)
 from defense_gan import data, dataset_spec, networks
 from defense_gan.errors import ConfigError
 
@@ -209,7 +209,7 @@ def test_main_refuses_a_folder_without_attribute_file_in_one_line_and_writes_not
     write_celeba_folder(folder, sizes=(2, 1, 1))
     (folder / data.CELEBA_ATTR_FILE).unlink()
     before = tree_digest(tmp_path)
-    rc, _, err = run_main(f"--flagfile={SMOKE_FLAGFILE}", "--dataset=celeba",
+    rc, _, err = run_main_here(f"--flagfile={SMOKE_FLAGFILE}", "--dataset=celeba",
                           f"--data_dir={folder}", "--mode=train_gan",
                           f"--train_dir={tmp_path / 'train'}")
     assert rc == 2

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import REPO, SMOKE_FLAGFILE, error_line, run_main, tree_digest
+from conftest import REPO, SMOKE_FLAGFILE, error_line, run_main, run_main_here, tree_digest
 
 from defense_gan import data, detection
 
@@ -127,7 +127,7 @@ def test_detect_threshold_is_chosen_on_validation(detect_run):
 ])
 def test_detect_refuses_bad_flags_writing_nothing(tmp_path, flag, expected):
     before = tree_digest(tmp_path)
-    rc, _, stderr = run_main(*SMOKE, flag, f"--results_dir={tmp_path / 'out'}")
+    rc, _, stderr = run_main_here(*SMOKE, flag, f"--results_dir={tmp_path / 'out'}")
     assert rc != 0 and expected in error_line(stderr)
     assert tree_digest(tmp_path) == before
 
@@ -139,7 +139,7 @@ def test_detect_refuses_bad_flags_writing_nothing(tmp_path, flag, expected):
 def test_detect_refuses_records_of_another_projection(tmp_path, kwargs, expected):
     source = fake_whitebox_run(str(tmp_path / "other"), **kwargs)
     before = tree_digest(tmp_path)
-    rc, _, stderr = run_main(*SMOKE, f"--adv_sources={source}",
+    rc, _, stderr = run_main_here(*SMOKE, f"--adv_sources={source}",
                              f"--results_dir={tmp_path / 'out'}")
     line = error_line(stderr)
     assert rc != 0 and line.startswith("error: --adv_sources:") and expected in line
@@ -154,7 +154,7 @@ def test_detect_refuses_npz_whose_labels_are_not_the_test_set(tmp_path):
     arrays["labels"] = (arrays["labels"] + 1) % 10
     np.savez(path, **arrays)
     before = tree_digest(tmp_path)
-    rc, _, stderr = run_main(*SMOKE, f"--adv_sources={source}",
+    rc, _, stderr = run_main_here(*SMOKE, f"--adv_sources={source}",
                              f"--results_dir={tmp_path / 'out'}")
     assert rc != 0 and "labels differ from the test set" in error_line(stderr)
     assert tree_digest(tmp_path) == before

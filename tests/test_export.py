@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import error_line, run_main, tree_digest
+from conftest import error_line, run_main, run_main_here, tree_digest
 
 import defense_gan
 from defense_gan import config, data, savedmodel
@@ -98,6 +98,6 @@ def test_export_dir_that_is_a_file_is_refused_naming_the_flag(tmp_path):
     target = tmp_path / "file"
     target.write_text("not a folder")
     before = tree_digest(tmp_path)
-    rc, _, err = run_main("--mode=export", f"--export_dir={target}")
+    rc, _, err = run_main_here("--mode=export", f"--export_dir={target}")
     assert rc == 2 and "--export_dir" in error_line(err)
     assert tree_digest(tmp_path) == before

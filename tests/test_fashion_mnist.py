@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import (REPO, SMOKE_CLASSIFIER_MODEL as MODEL, SMOKE_FLAGFILE, error_line,
-                      run_main, run_pipeline, tree_digest)
+                      run_main, run_main_here, run_pipeline, tree_digest)
 from defense_gan import data
 
 COMMON = (f"--flagfile={SMOKE_FLAGFILE}", "--dataset=fashion_mnist")
@@ -45,7 +45,7 @@ def test_the_mnist_generator_is_refused_for_fashion_mnist_in_one_line_writing_no
     mnist_gan = f"{REPO}/checkpoints/mnist/gan"
     results_dir = tmp_path / "results"
     before = tree_digest(tmp_path)
-    rc, _, err = run_main(*COMMON, "--mode=whitebox", f"--model={MODEL}",
+    rc, _, err = run_main_here(*COMMON, "--mode=whitebox", f"--model={MODEL}",
                           "--defense=defense_gan", f"--gan_dir={mnist_gan}",
                           f"--classifier_dir={fashion_e2e / 'classifier'}",
                           f"--results_dir={results_dir}")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SMOKE_CLASSIFIER_MODEL, SMOKE_FLAGFILE, error_line, run_main, tree_digest
+from conftest import (SMOKE_CLASSIFIER_MODEL, SMOKE_FLAGFILE, error_line, run_main, run_main_here,
+                      tree_digest)
 from defense_gan import data, magnet, networks, results
 
 SHAPE = (28, 28, 1)
@@ -115,8 +116,8 @@ def test_summarize_counts_rejected_adversarial_inputs_as_correct_and_rejected_cl
 
 # --- the modes from the command line -----------------------------------------------------------
 
-def magnet_whitebox(results_dir, magnet_dir, classifier_dir, *extra):
-    return run_main(f"--flagfile={SMOKE_FLAGFILE}", "--mode=whitebox", "--defense=magnet",
+def magnet_whitebox(results_dir, magnet_dir, classifier_dir, *extra, runner=run_main):
+    return runner(f"--flagfile={SMOKE_FLAGFILE}", "--mode=whitebox", "--defense=magnet",
                     f"--model={SMOKE_CLASSIFIER_MODEL}", f"--magnet_dir={magnet_dir}",
                     f"--classifier_dir={classifier_dir}", f"--results_dir={results_dir}",
                     "--magnet_fpr=0.01", *extra)
@@ -155,7 +156,8 @@ def test_a_magnet_checkpoint_of_another_dataset_is_refused_and_nothing_is_writte
     manifest = json.loads((other / "manifest.json").read_text())
     (other / "manifest.json").write_text(json.dumps({**manifest, "dataset": "fashion_mnist"}))
     before = tree_digest(tmp_path)
-    rc, _, err = magnet_whitebox(tmp_path / "run", other, smoke_classifier.train_dir)
+    rc, _, err = magnet_whitebox(tmp_path / "run", other, smoke_classifier.train_dir,
+                                 runner=run_main_here)
     assert rc != 0
     assert error_line(err).startswith(f"error: --magnet_dir: '{other}' was trained on "
                                       "'fashion_mnist'")
@@ -163,8 +165,8 @@ def test_a_magnet_checkpoint_of_another_dataset_is_refused_and_nothing_is_writte
 
 
 def test_rec_classifier_with_magnet_is_refused_naming_the_flag(tmp_path):
-    rc, _, err = run_main(f"--flagfile={SMOKE_FLAGFILE}", "--mode=whitebox", "--defense=magnet",
-                          "--rec_classifier", f"--results_dir={tmp_path / 'run'}")
+    rc, _, err = run_main_here(f"--flagfile={SMOKE_FLAGFILE}", "--mode=whitebox",
+                               "--defense=magnet", "--rec_classifier", f"--results_dir={tmp_path / 'run'}")
     assert rc != 0 and error_line(err).startswith("error: --rec_classifier: needs "
                                                   "--defense=defense_gan")
     assert not (tmp_path / "run").exists()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SMOKE_FLAGFILE, error_line, run_main, tree_digest
+from conftest import SMOKE_FLAGFILE, error_line, run_main, run_main_here, tree_digest
 from defense_gan import classifiers, config, data
 from defense_gan.config import Config
 from defense_gan.modes import train_classifier, whitebox
@@ -87,7 +87,7 @@ def test_a_cache_of_another_generator_is_refused_and_nothing_is_written(smoke_ru
 
 
 def test_train_on_recs_with_adv_train_is_refused_naming_the_flag(tmp_path):
-    rc, _, err = run_main(f"--flagfile={SMOKE_FLAGFILE}", "--mode=train_classifier",
+    rc, _, err = run_main_here(f"--flagfile={SMOKE_FLAGFILE}", "--mode=train_classifier",
                           "--train_on_recs", "--adv_train", f"--train_dir={tmp_path / 't'}")
     assert rc != 0 and error_line(err).startswith("error: --train_on_recs: cannot be combined")
     assert not (tmp_path / "t").exists()

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import (MAIN, REPO, SMOKE_FLAGFILE, SMOKE_ITERATIONS, error_line, run_main,
-                      smoke_args, tree_digest)
+                      run_main_here, smoke_args, tree_digest)
 from defense_gan import checkpoints, cli, config, gan, training
 from defense_gan.errors import ConfigError, TrainingError
 
@@ -172,7 +172,7 @@ def test_truncated_checkpoint_data_file_exits_2_naming_train_dir_and_touches_not
         f"ckpt-{SMOKE_ITERATIONS}.data-00000-of-00001")
     data_file.write_bytes(data_file.read_bytes()[:data_file.stat().st_size // 2])
     before = tree_digest(smoke_copy)
-    rc, out, err = run_main(*smoke_args(smoke_copy, "--iterations=6"))
+    rc, out, err = run_main_here(*smoke_args(smoke_copy, "--iterations=6"))
     assert rc == 2, err
     line = error_line(err)
     assert "--train_dir" in line and f"ckpt-{SMOKE_ITERATIONS}" in line
@@ -185,7 +185,7 @@ def test_checkpoint_of_another_model_in_train_dir_exits_2_naming_train_dir(tmp_p
     foreign = tf.train.Checkpoint(weights=tf.Variable([1.0, 2.0]), bias=tf.Variable(3.0))
     tf.train.CheckpointManager(foreign, str(train_dir / training.CKPT_SUBDIR), 3).save()
     before = tree_digest(train_dir)
-    rc, out, err = run_main(*smoke_args(train_dir))
+    rc, out, err = run_main_here(*smoke_args(train_dir))
     assert rc == 2, err
     assert "--train_dir" in error_line(err)
     assert tree_digest(train_dir) == before
@@ -194,7 +194,7 @@ def test_checkpoint_of_another_model_in_train_dir_exits_2_naming_train_dir(tmp_p
 def test_train_dir_that_is_an_existing_file_exits_2_naming_train_dir(tmp_path):
     path = tmp_path / "not-a-dir"
     path.write_text("keep me")
-    rc, out, err = run_main(*smoke_args(path))
+    rc, out, err = run_main_here(*smoke_args(path))
     assert rc == 2
     line = error_line(err)
     assert "--train_dir" in line and str(path) in line
@@ -204,7 +204,7 @@ def test_train_dir_that_is_an_existing_file_exits_2_naming_train_dir(tmp_path):
 def test_train_dir_that_cannot_be_created_exits_2_naming_train_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    rc, out, err = run_main(*smoke_args(blocker / "sub"))  # root ignores chmod; ENOTDIR doesn't
+    rc, out, err = run_main_here(*smoke_args(blocker / "sub"))  # root ignores chmod; ENOTDIR doesn't
     assert rc == 2, err
     assert "--train_dir" in error_line(err)
 
@@ -212,14 +212,14 @@ def test_train_dir_that_cannot_be_created_exits_2_naming_train_dir(tmp_path):
 @pytest.mark.parametrize("flag, value", [("iterations", "0"), ("batch_size", "-1"),
                                          ("fgsm_eps", "2")])
 def test_out_of_range_flag_exits_nonzero_naming_the_flag(tmp_path, flag, value):
-    rc, out, err = run_main(*smoke_args(tmp_path / "train", f"--{flag}={value}"))
+    rc, out, err = run_main_here(*smoke_args(tmp_path / "train", f"--{flag}={value}"))
     assert rc != 0
     assert f"--{flag}" in error_line(err)
     assert not (tmp_path / "train").exists()
 
 
 def test_unknown_mode_is_rejected_naming_mode(tmp_path):
-    rc, out, err = run_main(*smoke_args(tmp_path / "train", "--mode=dance"))
+    rc, out, err = run_main_here(*smoke_args(tmp_path / "train", "--mode=dance"))
     assert rc != 0
     assert "--mode" in err and "dance" in err
     assert not (tmp_path / "train").exists()
@@ -241,7 +241,7 @@ def test_train_dir_inside_shipped_checkpoints_is_refused():
     target = os.path.join(REPO, "checkpoints", "mnist", "_test_refused_train_dir")
     assert not os.path.exists(target)
     try:
-        rc, out, err = run_main(*smoke_args("checkpoints/mnist/_test_refused_train_dir"))
+        rc, out, err = run_main_here(*smoke_args("checkpoints/mnist/_test_refused_train_dir"))
         assert rc == 2
         line = error_line(err)
         assert "--train_dir" in line and "checkpoints" in line

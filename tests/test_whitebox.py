@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from conftest import SMOKE_CLASSIFIER_MODEL, SMOKE_FLAGFILE, error_line, run_main
+from conftest import SMOKE_CLASSIFIER_MODEL, SMOKE_FLAGFILE, error_line, run_main, run_main_here
 from defense_gan import checkpoints, results
 
 NUM_TESTS, EVAL_BATCH = 8, 4  # flags/smoke.cfg
@@ -18,9 +18,9 @@ FGSM_EPS = 0.3  # the flag's default; smoke.cfg does not set it
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def whitebox(results_dir, gan_dir, classifier_dir, *extra):
+def whitebox(results_dir, gan_dir, classifier_dir, *extra, runner=run_main):
     """Run whitebox with smoke flags; `extra` flags come last (win)."""
-    return run_main(f"--flagfile={SMOKE_FLAGFILE}", "--mode=whitebox",
+    return runner(f"--flagfile={SMOKE_FLAGFILE}", "--mode=whitebox",
                     f"--model={SMOKE_CLASSIFIER_MODEL}", f"--gan_dir={gan_dir}",
                     f"--classifier_dir={classifier_dir}", f"--results_dir={results_dir}",
                     "--attack=fgsm", *extra)
@@ -229,7 +229,8 @@ def test_bad_input_exits_2_with_one_error_line_naming_it_and_writes_no_results(
         case, tmp_path, smoke_run, smoke_classifier):
     args, named = case(tmp_path, smoke_run.train_dir, smoke_classifier.train_dir)
     results_dir = tmp_path / "results" / "run"
-    rc, out, err = whitebox(results_dir, smoke_run.train_dir, smoke_classifier.train_dir, *args)
+    rc, out, err = whitebox(results_dir, smoke_run.train_dir, smoke_classifier.train_dir, *args,
+                            runner=run_main_here)
     assert rc == 2, f"{out}\n{err}"
     line = error_line(err)
     for text in named:
