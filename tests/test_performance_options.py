@@ -4,6 +4,7 @@
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -237,6 +238,21 @@ def run_accuracy_check(smoke_run, smoke_classifier, tmp_path):
     return json.loads((tmp_path / "report.json").read_text())
 
 
+@pytest.fixture(scope="module")
+def checked_once(smoke_run, smoke_classifier, tmp_path_factory):
+    """A folder holding the cache and report.json of one measured accuracy_check run."""
+    folder = tmp_path_factory.mktemp("accuracy_check")
+    run_accuracy_check(smoke_run, smoke_classifier, folder)
+    return folder
+
+
+@pytest.fixture
+def checked(checked_once, tmp_path):
+    """A private copy of `checked_once` (cache and report) in tmp_path: (tmp_path, report)."""
+    shutil.copytree(checked_once, tmp_path, dirs_exist_ok=True)
+    return tmp_path, json.loads((tmp_path / "report.json").read_text())
+
+
 def test_accuracy_check_refuses_a_cache_dir_that_is_a_file_in_one_line(
         smoke_run, smoke_classifier, tmp_path):
     taken = tmp_path / "taken"
@@ -250,8 +266,8 @@ def test_accuracy_check_refuses_a_cache_dir_that_is_a_file_in_one_line(
 
 
 def test_accuracy_check_reports_both_settings_then_resumes_from_the_cache(
-        smoke_run, smoke_classifier, tmp_path):
-    first = run_accuracy_check(smoke_run, smoke_classifier, tmp_path)
+        smoke_run, smoke_classifier, checked):
+    tmp_path, first = checked
     assert first["num_tests"] == 5 and first["faithful"]["images_per_second"] > 0
     assert first["fast"]["settings"]["rec_prune_at"] == 0.5
     (tmp_path / "report.json").unlink()
@@ -264,8 +280,8 @@ def test_accuracy_check_reports_both_settings_then_resumes_from_the_cache(
 
 
 def test_accuracy_check_rerun_from_the_cache_keeps_the_measured_report(
-        smoke_run, smoke_classifier, tmp_path):
-    first = run_accuracy_check(smoke_run, smoke_classifier, tmp_path)
+        smoke_run, smoke_classifier, checked):
+    tmp_path, first = checked
     written = (tmp_path / "report.json").read_bytes()
     proc = accuracy_check(smoke_run, smoke_classifier, tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -275,8 +291,8 @@ def test_accuracy_check_rerun_from_the_cache_keeps_the_measured_report(
 
 
 def test_accuracy_check_rewrites_a_report_of_other_settings(
-        smoke_run, smoke_classifier, tmp_path):
-    run_accuracy_check(smoke_run, smoke_classifier, tmp_path)
+        smoke_run, smoke_classifier, checked):
+    tmp_path, _ = checked
     report = json.loads((tmp_path / "report.json").read_text())
     report["fast"]["accuracy"] = -1.0  # an earlier report that disagrees with the cache
     (tmp_path / "report.json").write_text(json.dumps(report))
