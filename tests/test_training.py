@@ -83,8 +83,8 @@ def test_rerun_with_more_iterations_resumes_from_the_saved_step(smoke_copy):
 
 
 def test_run_killed_with_sigkill_at_random_moments_resumes_and_finishes_intact(tmp_path):
-    """Three runs are each killed at a random moment after they saved a checkpoint (possibly
-    while writing the next one); a fourth resumes from the last complete checkpoint, retraces
+    """Two runs are each killed at a random moment after they saved a checkpoint (possibly
+    while writing the next one; the second resumed the first's); a third resumes from the last complete checkpoint, retraces
     the same losses and finishes with a strictly restorable checkpoint and a valid export."""
     seed = random.randrange(2**31)
     rng = random.Random(seed)
@@ -93,7 +93,7 @@ def test_run_killed_with_sigkill_at_random_moments_resumes_and_finishes_intact(t
     args = smoke_args(train_dir, f"--iterations={total}", "--checkpoint_every=1",
                       "--log_every=1", "--keep_checkpoints=2")
     saved = 0
-    for attempt in range(3):
+    for attempt in range(2):
         log = open(tmp_path / f"attempt{attempt}.log", "w")
         proc = subprocess.Popen([sys.executable, MAIN, *args], cwd=REPO, stdout=log,
                                 stderr=subprocess.STDOUT)
