@@ -83,7 +83,7 @@ def main():
 
     import numpy as np
 
-    from defense_gan import checkpoints, classifiers, data, evaluation, gan, hardware, projection
+    from defense_gan import checkpoints, classifiers, data, gan, hardware, projection, rec_cache
     from defense_gan.errors import DefenseGanError
     from defense_gan.files import writable_dir_problem, write_json_atomic
 
@@ -112,10 +112,10 @@ def main():
             generator, g_manifest = gan.load_generator(args.gan_dir, "mnist", precision)
             projector = projection.Projector(generator, splits.image_shape,
                                              int(g_manifest.get("latent_dim", 128)), settings)
-            cache = (evaluation.clean_cache(args.cache_dir, g_manifest, settings, args.seed,
+            cache = (rec_cache.clean_cache(args.cache_dir, g_manifest, settings, args.seed,
                                             precision) if args.cache_dir else None)
             start = time.time()
-            x_rec, mse, rate = evaluation.reconstruct(
+            x_rec, mse, rate = rec_cache.reconstruct(
                 x, projector, args.seed, cache, progress=lambda done, n, name=name: print(
                     f"[accuracy_check] {name}: {done}/{n}", flush=True))
             logits = np.concatenate([classifier(x_rec[i:i + 500], training=False).numpy()

@@ -43,10 +43,7 @@ from defense_gan.checkpoints import cpu_name
 from defense_gan.errors import ConfigError
 from defense_gan.files import write_bytes_atomic, write_json_atomic
 from defense_gan.projection import pad_batch
-# The clean-image cache lives in rec_cache (beside the training-set cache); these names are
-# re-exported because runs, benchmarks and tests know them from here.
-from defense_gan.rec_cache import (ProjectionCache, clean_cache, fingerprint,  # noqa: F401
-                                   reconstruct, reconstruct_batch)
+from defense_gan.rec_cache import ProjectionCache, fingerprint
 
 # Batch k's fresh-seed projection uses [seed, k + FRESH_SEED_OFFSET]: never an attack seed,
 # which are [seed, k] for k < the number of batches (at most the test set's size).

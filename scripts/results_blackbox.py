@@ -193,8 +193,8 @@ def section(root: str = REPO, dataset: str = "mnist") -> str:
     oracles = sorted({oracle_text(r) for r in runs if column_of(r) is not None})
     if oracles:
         lines += ["", "Oracle projection of the substitutes' labels: " + "; ".join(oracles) + "."]
-    lines += ["", f"**Table 3** (model F, substitute E, Defense-GAN-Rec, L=400, R=10, FGSM "
-              f"black-box at each eps; 500 images per cell):", ""]
+    lines += ["", "**Table 3** (model F, substitute E, Defense-GAN-Rec, L=400, R=10, FGSM "
+              "black-box at each eps; 500 images per cell):", ""]
     lines += table3(runs, dataset)
     others = other_runs(runs, dataset)
     if others:

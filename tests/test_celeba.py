@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import (REPO, SMOKE_CLASSIFIER_MODEL as MODEL, SMOKE_FLAGFILE, error_line,
-                      run_main, run_main_here, run_pipeline, tree_digest)
+                      run_main_here, run_pipeline, tree_digest)
 from defense_gan import data, dataset_spec, networks
 from defense_gan.errors import ConfigError
 

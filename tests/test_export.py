@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import error_line, run_main, run_main_here, tree_digest
+from conftest import error_line, run_main_here, tree_digest
 
 import defense_gan
 from defense_gan import config, data, savedmodel

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import (REPO, SMOKE_CLASSIFIER_MODEL as MODEL, SMOKE_FLAGFILE, error_line,
-                      run_main, run_main_here, run_pipeline, tree_digest)
+                      run_main_here, run_pipeline, tree_digest)
 from defense_gan import data
 
 COMMON = (f"--flagfile={SMOKE_FLAGFILE}", "--dataset=fashion_mnist")

@@ -8,7 +8,7 @@ import conftest
 import tensorflow as tf
 
 from conftest import TINY_LATENT_DIM
-from defense_gan import data, evaluation, projection
+from defense_gan import data, projection, rec_cache
 from defense_gan.projection import ProjectionSettings, Projector
 
 SHAPE = (28, 28, 1)
@@ -138,7 +138,7 @@ def test_z_starts_from_a_normal_with_variance_one_over_latent_dim(tiny_generator
 def test_reconstruct_pads_the_last_batch_and_returns_exactly_n_results(tiny_generator):
     p = projector(tiny_generator, batch_size=2)
     images = uniform_images(5, 0)
-    x_rec, mse, rate = evaluation.reconstruct(images, p, seed=9)
+    x_rec, mse, rate = rec_cache.reconstruct(images, p, seed=9)
     assert x_rec.shape == (5, *SHAPE) and mse.shape == (5,)
     assert rate > 0 and p.traces == 1  # the padded batch reused the one graph
     # Batch k is projected with seed (9, k); the last batch is image 4 padded with itself.
@@ -153,8 +153,8 @@ def test_reconstruct_again_with_a_cache_projects_nothing_and_returns_the_same(ti
                                                                              tmp_path):
     p = projector(tiny_generator, batch_size=2)
     images = uniform_images(3, 1)
-    cache = evaluation.ProjectionCache(str(tmp_path), {"test": 1})
-    first = evaluation.reconstruct(images, p, seed=4, cache=cache)
+    cache = rec_cache.ProjectionCache(str(tmp_path), {"test": 1})
+    first = rec_cache.reconstruct(images, p, seed=4, cache=cache)
     calls = []
 
     class Counting:
@@ -164,7 +164,7 @@ def test_reconstruct_again_with_a_cache_projects_nothing_and_returns_the_same(ti
             calls.append(seed)
             return p(x, seed)
 
-    x_rec, mse, rate = evaluation.reconstruct(images, Counting(), seed=4, cache=cache)
+    x_rec, mse, rate = rec_cache.reconstruct(images, Counting(), seed=4, cache=cache)
     assert calls == [] and rate is None
     np.testing.assert_array_equal(x_rec, first[0])
     np.testing.assert_array_equal(mse, first[1])

@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from defense_gan import (attacks, checkpoints, data, evaluation, files, magnet, networks,
-                         predictors, results, stats, substitute, summaries)
+                         predictors, rec_cache, results, stats, substitute, summaries)
 from defense_gan.config import DEFAULT_ADV_TRAIN_EPS, REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
 
@@ -149,7 +149,7 @@ def run(cfg: Config) -> None:
         checkpoints_used["generator"] = predictors.checkpoint_entry(
             g_manifest, iterations=g_manifest.get("iterations"))
         defended = DefendedClassifier(classifier, projector, cfg.seed)
-        cache = evaluation.clean_cache(parent, g_manifest, settings, cfg.seed, precision,
+        cache = rec_cache.clean_cache(parent, g_manifest, settings, cfg.seed, precision,
                                        first_index=first)
     defense_settings = {}
     if cfg.defense == "magnet":
@@ -174,7 +174,7 @@ def run(cfg: Config) -> None:
         "oracle_answers": "labels (argmax) only"}
     # The substitute's identity: its settings and the oracle's, weights by sha256 (not by
     # folder, so a moved checkout still finds it).
-    tag = evaluation.fingerprint(dict(
+    tag = rec_cache.fingerprint(dict(
         sub_settings, oracle={k: v for k, v in oracle.settings.items() if k != "classifier"},
         oracle_checkpoints={k: v["sha256"] for k, v in oracle.checkpoints.items()}))
     state = substitute.SubstituteState(os.path.join(parent, ".substitutes", tag), tag)

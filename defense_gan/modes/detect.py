@@ -18,7 +18,7 @@ Sources of attacked images (at most --num_tests each, the first ones of each sou
   adversarial.npz) is refused: one ROC never mixes projections.
 
 Clean test and validation reconstructions come from the clean-image projection cache of
-evaluation.py (under <results parent>/.projection_cache), shared by every detect run there,
+rec_cache.py (under <results parent>/.projection_cache), shared by every detect run there,
 so a sweep run for a second classifier (Defense-GAN-Rec) projects nothing again.
 
 Writes into --results_dir (default results/<dataset>/detect/<run>): results.json (per source:
@@ -39,8 +39,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from defense_gan import (classifiers, data, detection, evaluation, files, gan, hardware,
-                         projection, results, stats)
+from defense_gan import (classifiers, data, detection, files, gan, hardware, projection,
+                         rec_cache, results, stats)
 from defense_gan.checkpoints import environment, sha256_file
 from defense_gan.config import REPO_ROOT, Config, ConfigError
 
@@ -229,14 +229,14 @@ def collect_sources(cfg: Config, identity: dict, splits) -> tuple[list, list]:
 # --- the run ------------------------------------------------------------------------------------
 
 def projection_cache(parent: str, g_manifest: dict, settings, seed: int, precision: str,
-                     **extra) -> evaluation.ProjectionCache:
-    """evaluation.clean_cache (test images), or, with `extra` key entries, a cache of another
+                     **extra) -> rec_cache.ProjectionCache:
+    """rec_cache.clean_cache (test images), or, with `extra` key entries, a cache of another
     image set beside it in the same folder (split="validation"; the sha256 of a black-box
     run's adversarial.npz): batch k of that set, keyed like the clean cache plus `extra`."""
-    cache = evaluation.clean_cache(parent, g_manifest, settings, seed, precision)
+    cache = rec_cache.clean_cache(parent, g_manifest, settings, seed, precision)
     if not extra:
         return cache
-    return evaluation.ProjectionCache(os.path.join(parent, ".projection_cache"),
+    return rec_cache.ProjectionCache(os.path.join(parent, ".projection_cache"),
                                       cache.key | extra)
 
 
@@ -261,7 +261,7 @@ class CleanTest:
             count = min(b, len(self.x_test) - lo)
             x = data.to_float(self.x_test[lo:lo + count]).numpy()
             t = time.time()
-            x_rec, mse, fresh = evaluation.reconstruct_batch(
+            x_rec, mse, fresh = rec_cache.reconstruct_batch(
                 self.projector, self.cache, k, projection.pad_batch(x, b), count, self.seed)
             if fresh:
                 self.timing["clean_test_projected_images"] += b
@@ -301,7 +301,7 @@ def _source_records(source: Source, cfg: Config, clean: CleanTest, classifier, p
     clean.need(indices)
     cache = projection_cache(cache_parent, g_manifest, settings, cfg.seed, precision,
                              split="adversarial", source=info["adversarial_npz_sha256"])
-    x_rec, mse, rate = evaluation.reconstruct(
+    x_rec, mse, rate = rec_cache.reconstruct(
         x_adv, projector, cfg.seed, cache,
         progress=lambda done, n: print(f"[detect] {source.key}: projected {done}/{n}",
                                        flush=True))
@@ -383,7 +383,7 @@ def run(cfg: Config) -> None:
     # 1. The threshold, on clean validation images only.
     val_cache = projection_cache(cache_parent, g_manifest, settings, cfg.seed, precision,
                                  split="validation")
-    _, mse_val, rate = evaluation.reconstruct(
+    _, mse_val, rate = rec_cache.reconstruct(
         data.to_float(splits.x_val[:n_val]).numpy(), projector, cfg.seed, val_cache,
         progress=lambda done, n: print(f"[detect] validation: projected {done}/{n}", flush=True))
     timing["images_per_second"]["validation"] = rate

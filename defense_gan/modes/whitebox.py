@@ -23,7 +23,7 @@ import shlex
 import sys
 
 from defense_gan import (attacks, data, dataset_spec, distribute, evaluation, files, gan,
-                         hardware, magnet, plots, predictors, projection, results)
+                         hardware, magnet, plots, predictors, projection, rec_cache, results)
 from defense_gan.config import DEFAULT_ADV_TRAIN_EPS, REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
 
@@ -67,7 +67,7 @@ def _defense_gan(cfg: Config, classifier, splits, results_dir) -> Defense:
         latent = (attacks.LatentAttack(attack_projector.generator, classifier,
                                        iters=cfg.latent_iters, lr=cfg.latent_lr,
                                        c=cfg.latent_c), defended.latent_start)
-    cache = evaluation.clean_cache(os.path.dirname(results_dir), g_manifest, settings,
+    cache = rec_cache.clean_cache(os.path.dirname(results_dir), g_manifest, settings,
                                    cfg.seed, precision)
     used = {"generator": {"folder": g_manifest["folder"], "sha256": g_manifest["files"],
                           "iterations": g_manifest.get("iterations")}}
