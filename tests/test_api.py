@@ -13,7 +13,7 @@ import tensorflow as tf
 from conftest import REPO, dense_generator
 
 import defense_gan
-from defense_gan import data, evaluation, paths
+from defense_gan import data, paths, rec_cache
 
 L, R, CHUNK = 3, 2, 4
 
@@ -42,7 +42,7 @@ def test_importing_the_package_registers_no_flags_and_loads_no_tensorflow():
 
 
 def test_purify_equals_the_whitebox_projection_of_each_padded_batch(dense_purifier, images):
-    x_rec, mse, _ = evaluation.reconstruct(images, dense_purifier.projector, seed=0)
+    x_rec, mse, _ = rec_cache.reconstruct(images, dense_purifier.projector, seed=0)
     np.testing.assert_array_equal(dense_purifier.purify(images), x_rec)
     np.testing.assert_array_equal(dense_purifier.reconstruction_error(images), mse)
 
