@@ -492,6 +492,11 @@ def build(runs, stale=(), sweeps=(), curves_dir=None, dataset="mnist"):
               "- **Images.** The paper evaluates the full 10,000-image test set; we use the first "
               "N test images (N in each row), so small differences are within sampling noise "
               "(about +-0.01 at N=1000 and accuracy 0.9).",
+              "- **MagNet.** The paper does not say how it counted MagNet's detections; its "
+              "MagNet column lies near our `reformed only` figure (the classifier on the "
+              "reformed image, detectors ignored), not near MagNet's own counting, under which "
+              "the detectors (thresholds at FPR 0.001 on validation images) flag almost every "
+              "eps-0.3 FGSM image and CW image with the release's high-distortion settings.",
               "- **Adv. tr. 0.15** is the release's default training eps; the paper's Table 4 "
               "column used eps 0.3 (our Adv. tr. 0.3 column). Empty adversarial-training, "
               "Rec and MagNet cells are checkpoints not trained yet "
