@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from defense_gan import classifiers, gan, hardware, networks
 from defense_gan import projection as projection_lib
+from defense_gan.config import DEFAULT_ADV_TRAIN_EPS
 
 
 @dataclasses.dataclass
@@ -38,6 +39,26 @@ def evaluated_classifier(cfg):
     return classifiers.load_classifier(
         cfg.resolved_classifier_dir(adv=cfg.defense == "adv_tr", rec=cfg.rec_classifier),
         cfg.dataset, cfg.model)
+
+
+def classifier_tag(cfg) -> str:
+    """The run-name part after --defense that says which classifier `evaluated_classifier`
+    loads: the eps of an adversarially trained one other than 0.15, `_rec` for Rec."""
+    tag = ""
+    if cfg.defense == "adv_tr" and cfg.adv_train_eps != DEFAULT_ADV_TRAIN_EPS:
+        tag += f"{cfg.adv_train_eps:g}"
+    return tag + ("_rec" if cfg.rec_classifier else "")
+
+
+def classifier_settings(cfg) -> dict:
+    """The same as run settings: adv_train_eps (other than 0.15), classifier_variant "rec".
+    Defaults add nothing, so the fingerprints of earlier runs stay valid."""
+    settings = {}
+    if cfg.defense == "adv_tr" and cfg.adv_train_eps != DEFAULT_ADV_TRAIN_EPS:
+        settings["adv_train_eps"] = cfg.adv_train_eps
+    if cfg.rec_classifier:
+        settings["classifier_variant"] = "rec"
+    return settings
 
 
 def checkpoint_entry(manifest: dict, **extra) -> dict:

@@ -35,3 +35,15 @@ def format_accuracy(correct: int, n: int, digits: int = 3) -> str:
         return "-"
     low, high = wilson_interval(correct, n)
     return f"{correct / n:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}] (n={n})"
+
+
+def format_metric(metrics: dict, key: str, digits: int = 3) -> str:
+    """'0.470 [0.439, 0.501] n=1000': the accuracy `key` of a run's metrics (results.json)
+    with its 95% Wilson interval over metrics["num_images"], or '·' where it has none. The
+    count is exact: accuracy * n."""
+    value = metrics.get(key)
+    if value is None:
+        return "·"
+    n = metrics["num_images"]
+    low, high = wilson_interval(int(round(value * n)), n)
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}] n={n}"

@@ -115,13 +115,8 @@ def pick(runs, model, attack, defense, gradient=None, adv_train_eps=None, varian
 
 def accuracy_text(run, key):
     """'0.470 [0.439, 0.501] n=1000': a run's accuracy `key` with its 95% Wilson interval and
-    sample size, or '·' (no run / no such accuracy). The count is exact: accuracy * n."""
-    value = None if run is None else run["metrics"].get(key)
-    if value is None:
-        return "·"
-    n = run["metrics"]["num_images"]
-    low, high = stats.wilson_interval(int(round(value * n)), n)
-    return f"{value:.3f} [{low:.3f}, {high:.3f}] n={n}"
+    sample size, or '·' (no run / no such accuracy)."""
+    return "·" if run is None else stats.format_metric(run["metrics"], key)
 
 
 def cell(run, key, paper=None, tag=""):
@@ -317,9 +312,8 @@ def adaptive_section(all_runs, sweeps, curves_dir=None):
             n = m["num_images"]
             found = m.get("changed_fraction") or 0.0
             fresh = m.get("adversarial_accuracy_fresh_seed")
-            fooled = "·" if fresh is None else (
-                f"{1 - fresh:.3f} [{stats.wilson_interval(round((1 - fresh) * n), n)[0]:.3f}, "
-                f"{stats.wilson_interval(round((1 - fresh) * n), n)[1]:.3f}] n={n}")
+            fooled = stats.format_metric(
+                {"num_images": n, "fooled": None if fresh is None else 1 - fresh}, "fooled")
             sq = m.get("mean_l2_sq_changed")
             l2 = m.get("mean_l2_changed")
             lines.append(

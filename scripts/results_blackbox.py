@@ -93,12 +93,7 @@ def best(runs):
 
 
 def accuracy(run, key="adversarial_accuracy") -> str:
-    value = run["metrics"].get(key)
-    if value is None:
-        return "·"
-    n = run["metrics"]["num_images"]
-    low, high = stats.wilson_interval(int(round(value * n)), n)
-    return f"{value:.3f} [{low:.3f}, {high:.3f}] n={n}"
+    return stats.format_metric(run["metrics"], key)
 
 
 def link(run) -> str:

@@ -30,3 +30,11 @@ def test_wilson_interval_rejects_impossible_counts():
 
 def test_format_accuracy_shows_interval_and_sample_size():
     assert stats.format_accuracy(45, 50) == "0.900 [0.786, 0.957] (n=50)"
+
+
+def test_format_metric_gives_value_wilson_interval_and_n_or_a_dot_without_a_value():
+    low, high = stats.wilson_interval(3, 10)
+    assert stats.format_metric({"num_images": 10, "acc": 0.3}, "acc") == \
+        f"0.300 [{low:.3f}, {high:.3f}] n=10"
+    assert stats.format_metric({"num_images": 10, "acc": None}, "acc") == "·"
+    assert stats.format_metric({"num_images": 10}, "acc") == "·"

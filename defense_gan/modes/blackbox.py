@@ -38,7 +38,7 @@ import tensorflow as tf
 
 from defense_gan import (attacks, checkpoints, data, evaluation, files, magnet, networks,
                          predictors, rec_cache, results, stats, substitute, summaries)
-from defense_gan.config import DEFAULT_ADV_TRAIN_EPS, REPO_ROOT, Config, ConfigError
+from defense_gan.config import REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
 
 # Oracle batch k of the points made after round r projects with seed [seed, base + r * 4096 +
@@ -58,11 +58,7 @@ def labelling_defense(cfg: Config) -> str:
 
 
 def run_name(cfg: Config) -> str:
-    name = f"{cfg.model}_{cfg.defense}"
-    if cfg.defense == "adv_tr" and cfg.adv_train_eps != DEFAULT_ADV_TRAIN_EPS:
-        name += f"{cfg.adv_train_eps:g}"
-    name += "_rec" if cfg.rec_classifier else ""
-    name += f"_sub{cfg.sub_model}"
+    name = f"{cfg.model}_{cfg.defense}{predictors.classifier_tag(cfg)}_sub{cfg.sub_model}"
     if cfg.defense == "magnet":
         name += f"_fpr{cfg.magnet_fpr:g}"
     if cfg.defense == "defense_gan":
@@ -222,11 +218,7 @@ def run(cfg: Config) -> None:
                    **oracle.settings}}
     if cfg.defense == "defense_gan" and cfg.rec_prune_at:
         run_settings.update(rec_prune_at=cfg.rec_prune_at, rec_keep=cfg.rec_keep)
-    if cfg.defense == "adv_tr" and cfg.adv_train_eps != DEFAULT_ADV_TRAIN_EPS:
-        run_settings["adv_train_eps"] = cfg.adv_train_eps
-    if cfg.rec_classifier:
-        run_settings["classifier_variant"] = "rec"
-    run_settings.update(defense_settings)
+    run_settings.update(predictors.classifier_settings(cfg), **defense_settings)
     run_settings = _json_roundtrip(run_settings)
     records, timing = evaluation.evaluate(
         x_eval, y_eval, classifier=classifier, attack=attack, batch_size=cfg.eval_batch_size,

@@ -24,7 +24,7 @@ import sys
 
 from defense_gan import (attacks, data, dataset_spec, distribute, evaluation, files, gan,
                          hardware, magnet, plots, predictors, projection, rec_cache, results)
-from defense_gan.config import DEFAULT_ADV_TRAIN_EPS, REPO_ROOT, Config, ConfigError
+from defense_gan.config import REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
 
 # What a defense builder returns: the defense object (evaluation's interface), the attacker's
@@ -71,7 +71,7 @@ def _defense_gan(cfg: Config, classifier, splits, results_dir) -> Defense:
                                    cfg.seed, precision)
     used = {"generator": {"folder": g_manifest["folder"], "sha256": g_manifest["files"],
                           "iterations": g_manifest.get("iterations")}}
-    extra = {"classifier_variant": "rec"} if cfg.rec_classifier else {}
+    extra = {}
     knowledge = attacker_knowledge(cfg, attack_proj, evaluated)
     if (attack_proj != evaluated or cfg.eot_samples or cfg.gradient == "unrolled"
             or cfg.attack == "latent"):
@@ -107,11 +107,8 @@ ITERATIVE_ATTACKS = ("cw", "pgd", "latent")
 def run_name(cfg: Config) -> str:
     """The default run folder name; settings at their defaults add nothing, so the names of
     runs made before an option existed are unchanged."""
-    name = f"{cfg.model}_{cfg.defense}"
-    if cfg.defense == "adv_tr" and cfg.adv_train_eps != DEFAULT_ADV_TRAIN_EPS:
-        name += f"{cfg.adv_train_eps:g}"
+    name = f"{cfg.model}_{cfg.defense}{predictors.classifier_tag(cfg)}"
     if cfg.defense == "defense_gan":
-        name += "_rec" if cfg.rec_classifier else ""
         name += f"_{cfg.gradient}"
         if cfg.eot_samples is not None:
             name += f"_eot{cfg.eot_samples}"
@@ -278,8 +275,7 @@ def run_one(cfg: Config) -> None:
         "checkpoints": checkpoints_used}
     if cfg.rec_prune_at:
         run_settings.update(rec_prune_at=cfg.rec_prune_at, rec_keep=cfg.rec_keep)
-    if cfg.defense == "adv_tr" and cfg.adv_train_eps != DEFAULT_ADV_TRAIN_EPS:
-        run_settings["adv_train_eps"] = cfg.adv_train_eps
+    run_settings.update(predictors.classifier_settings(cfg))
     if built:
         run_settings.update(built.settings)
     # Iterative attacks through BPDA see the defender's restarts at every step and can fit
