@@ -100,7 +100,7 @@ class Config:
     oracle_fast: bool = True
     train_on_recs: bool = False
     recs_dir: str | None = None
-    recs_rec_iters: int = 200
+    recs_rec_iters: int = 100
     recs_rec_rr: int = 10
     recs_precision: str = "bfloat16"
     recs_rec_prune_at: float = 0.25

@@ -157,7 +157,12 @@ def build_defense(classifier, magnet_dir: str, dataset: str, image_shape, x_val,
     defended = MagNetDefense(classifier, model, detector_thresholds)
     used = {"magnet": {"folder": manifest["folder"], "sha256": manifest["files"],
                        "epochs": manifest.get("epochs")}}
-    settings = {"magnet_fpr": fpr, "magnet_thresholds": detector_thresholds,
+    # Rounded in the settings (not in the defense): the marks' last bits differ between CPUs
+    # (oneDNN's kernels), and the settings are the resume fingerprint of the run's records.
+    settings = {"magnet_fpr": fpr,
+                "magnet_thresholds": {k: float(f"{v:.4g}") for k, v in
+                                      detector_thresholds.items()},
+                "magnet_thresholds_rounding": "4 significant digits",
                 "counting": "an adversarial input rejected by a detector counts as correct, a "
                             "rejected clean input as an error (MagNet's evaluation)"}
     return defended, used, settings

@@ -34,6 +34,14 @@ def finished_unchanged(results_dir: str, timing: dict, batch_size: int, num_imag
             and load(results_dir).get("settings") == settings)
 
 
+def most_images(runs):
+    """Of several results.json dicts for one table cell, the run with the most images (ties:
+    the newest by its "written" time), or None for no runs: the rule of every RESULTS.md
+    table."""
+    return max(runs, key=lambda r: (r["metrics"]["num_images"], r.get("written", ""))) \
+        if runs else None
+
+
 def run_result(settings: dict, metrics: dict, timing: dict, flags: dict, argv) -> dict:
     """The fields every evaluation's results.json has: settings, metrics, projection speed
     (images_per_second over all batches, resumed ones too), timing, command, flags,

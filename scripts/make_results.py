@@ -16,7 +16,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from defense_gan import stats  # noqa: E402
+from defense_gan import results, stats  # noqa: E402
 from defense_gan.files import write_text_atomic  # noqa: E402
 
 # Paper Table 4: (no attack, no defense, Defense-GAN-Rec, MagNet, Adv.Tr. eps 0.3)
@@ -108,9 +108,7 @@ def pick(runs, model, attack, defense, gradient=None, adv_train_eps=None, varian
              and r["settings"].get("adv_train_eps") == adv_train_eps
              and r["settings"].get("classifier_variant") == variant
              and r["settings"].get("precision", "float32") == "float32"]
-    if not cands:
-        return None
-    return max(cands, key=lambda r: (r["metrics"]["num_images"], r.get("written", "")))
+    return results.most_images(cands)
 
 
 def accuracy_text(run, key):

@@ -17,7 +17,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from defense_gan import stats  # noqa: E402
+from defense_gan import results, stats  # noqa: E402
 
 ROWS = ("A/B", "A/E", "B/B", "B/E", "C/B", "C/E", "D/B", "D/E")
 # (column title, key); the paper's values are in this order.
@@ -86,12 +86,6 @@ def eps_of(run) -> float:
     return round(float(run["settings"]["attack_settings"]["eps"]), 2)
 
 
-def best(runs):
-    """The run with the most images (ties: the newest)."""
-    return max(runs, key=lambda r: (r["metrics"]["num_images"], r.get("written", ""))) \
-        if runs else None
-
-
 def accuracy(run, key="adversarial_accuracy") -> str:
     return stats.format_metric(run["metrics"], key)
 
@@ -125,7 +119,7 @@ def table(runs, dataset: str) -> list:
     lines = ["| classifier/substitute | substitute accuracy | " + " | ".join(
         t for t, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
     for row in ROWS:
-        picked = {col: best(cells.get((row, col), [])) for _, col in COLUMNS[1:]}
+        picked = {col: results.most_images(cells.get((row, col), [])) for _, col in COLUMNS[1:]}
         # No attack: the plain classifier on the clean images (any run of the plain one).
         plain = next((picked[c] for c in ("none", "orig", "magnet") if picked[c]), None)
         out = [f"{accuracy(plain, 'clean_accuracy')} ({paper[row][0]:.3f})" if plain
@@ -149,7 +143,7 @@ def table3(runs, dataset: str) -> list:
            and r["settings"]["oracle"]["labels"] == "defended"]
     lines = ["| eps | Defense-GAN-Rec (ours) | paper (mean±std) | run |", "|---|---|---|---|"]
     for eps, value in PAPER_TABLE3[dataset].items():
-        r = best([x for x in rec if eps_of(x) == eps])
+        r = results.most_images([x for x in rec if eps_of(x) == eps])
         lines.append(f"| {eps:.2f} | {accuracy(r) if r else '·'} | {value} | "
                      f"{link(r) if r else 'not run'} |")
     return lines

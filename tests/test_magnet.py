@@ -58,6 +58,21 @@ def test_an_fpr_that_rejects_no_validation_image_is_refused_naming_the_flag(mode
         magnet.thresholds(magnet.detector_marks(model, validation[:100]), 0.001)
 
 
+def test_the_recorded_thresholds_ignore_last_bit_differences_between_cpus(smoke_magnet,
+                                                                        validation):
+    # The run settings are the resume fingerprint of its records: marks that differ in their
+    # last bits (another CPU's kernels; here inputs scaled by 1 - 1e-6) keep the same settings.
+    def settings(x):
+        defended, _, s = magnet.build_defense(None, str(smoke_magnet / "export"), "mnist",
+                                              SHAPE, x, 0.01)
+        return defended.thresholds, s
+    exact, recorded = settings(validation)
+    exact_2, recorded_2 = settings(validation * np.float32(1 - 1e-6))
+    assert exact != exact_2 and recorded == recorded_2
+    for name in ("I", "II"):
+        assert recorded["magnet_thresholds"][name] == pytest.approx(exact[name], rel=1e-3)
+
+
 def test_the_score_reaches_one_exactly_when_a_detector_reaches_its_threshold(model, validation):
     marks = magnet.detector_marks(model, validation)
     thr = magnet.thresholds(marks, 0.05)
