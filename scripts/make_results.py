@@ -550,6 +550,7 @@ def main():
     args = parser.parse_args()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import results_blackbox
+    import results_checkpoints
     import results_detection
     parts = []
     for dataset in ("mnist", "fashion_mnist"):
@@ -560,6 +561,7 @@ def main():
         if dataset == "mnist":
             # Detection, Tables 8 and 10, Table 13 (scripts/results_detection.py).
             parts.append(results_detection.section(REPO))
+    parts.append(results_checkpoints.section(args.checkpoints))
     write_text_atomic(args.out, "\n".join(p for p in parts if p))
     print(f"wrote {args.out}")
 
