@@ -152,8 +152,9 @@ def main():
               "paper_note": PAPER_NOTE, "load_average_at_end": list(os.getloadavg()),
               "wall_seconds": round(time.time() - start, 1),
               "command": "python benchmarks/reconstruction_time.py " + " ".join(sys.argv[1:]),
-              "shared_machine_note": "timed while other jobs (a GAN training run) shared the "
-                                     "CPU unless the load averages say otherwise",
+              "shared_machine_note": "the load averages include this benchmark's own threads "
+                                     "(about the number of CPUs on an otherwise idle "
+                                     "machine); more means other jobs shared the CPU",
               **res}
     common.write(out_path, result)
     if "error" in res:
