@@ -4,10 +4,10 @@ mode that made it), so the accuracies quoted in the README are traceable.
 
     python scripts/results_checkpoints.py        # print the Markdown
 
-`section(checkpoints_dir)` returns the Markdown (scripts/make_results.py includes it). A classifier's
-test accuracy is on the whole test split (train_classifier evaluates every test image), so its
-sample size is the split's size; a Defense-GAN-Rec classifier also has its accuracy on
-reconstructions of the first validation images (the number is in its manifest).
+`section(checkpoints_dir)` returns the Markdown (scripts/make_results.py includes it). A
+classifier's test accuracy is on the whole test split (train_classifier evaluates every test
+image), so its sample size is the split's size; a Defense-GAN-Rec classifier also has its
+accuracy on reconstructions of the first validation images (the number is in its manifest).
 """
 
 import argparse

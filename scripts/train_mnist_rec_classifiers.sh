@@ -4,7 +4,7 @@
 # cache (runs/mnist/recs/L100_R10_bf16_prune0.25k2_s0, chunks of 1,000 images, resumable: a
 # killed build continues at the next missing chunk); the others read it. The projection is
 # the fast one (L=100, R=10, bfloat16, early stop after 25% of L keeping 2 restarts), written
-# in each manifest: about 75 min for the 50,000 images on a 2-core AVX-512/BF16 Zen 5 (bf16
+# in each manifest: 94 min for the 50,000 images on a 2-core AVX-512/BF16 Zen 5 (bf16
 # is emulated, and far slower, on AVX2-only CPUs: build the cache on a BF16 machine).
 # Ship with: cp -r runs/mnist/classifier_<m>_rec/export checkpoints/mnist/classifier_<m>_rec
 set -euo pipefail

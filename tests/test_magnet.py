@@ -58,8 +58,8 @@ def test_an_fpr_that_rejects_no_validation_image_is_refused_naming_the_flag(mode
         magnet.thresholds(magnet.detector_marks(model, validation[:100]), 0.001)
 
 
-def test_the_recorded_thresholds_ignore_last_bit_differences_between_cpus(smoke_magnet,
-                                                                        validation):
+def test_the_recorded_thresholds_ignore_last_bit_differences_between_cpus(
+        smoke_magnet, validation):
     # The run settings are the resume fingerprint of its records: marks that differ in their
     # last bits (another CPU's kernels; here inputs scaled by 1 - 1e-6) keep the same settings.
     def settings(x):
