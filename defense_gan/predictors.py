@@ -3,7 +3,8 @@ query (the oracle), and the loaders of the pieces a defense is made of.
 
 A predictor maps a fixed-size batch of images to labels only (argmax), as the release's
 oracle answered (Papernot et al.'s attacker sees labels, not probabilities). A new defense
-(e.g. MagNet) plugs in by one function `(cfg, projection) -> Predictor` added to PREDICTORS.
+(e.g. MagNet) plugs in by one function `(cfg, projection, loaded) -> Predictor` added to
+PREDICTORS.
 
     predictor = batch_predictor(cfg, "defense_gan", projection={...})
     labels = predictor.predict(x, seed=[s, k])   # x float32 [batch_size, H, W, C] in [0, 1]
@@ -30,6 +31,19 @@ class Predictor:
     batch_size: int
     settings: dict
     checkpoints: dict
+
+
+@dataclasses.dataclass
+class Loaded:
+    """What a mode has already loaded, so a predictor built beside it reuses it instead of
+    loading it again: `classifier` = (model, manifest) of `evaluated_classifier(cfg)`,
+    `magnet` = what `magnet.build_defense` returned for cfg (defended, checkpoints, settings).
+    """
+    classifier: tuple | None = None
+    magnet: tuple | None = None
+
+    def evaluated_classifier(self, cfg):
+        return self.classifier or evaluated_classifier(cfg)
 
 
 def evaluated_classifier(cfg):
@@ -87,19 +101,19 @@ def _argmax(logits) -> np.ndarray:
     return tf.argmax(logits, axis=1).numpy()
 
 
-def _classifier_predictor(cfg, projection: dict) -> Predictor:
+def _classifier_predictor(cfg, projection: dict, loaded: Loaded) -> Predictor:
     """none / adv_tr: the evaluated classifier on x."""
-    classifier, manifest = evaluated_classifier(cfg)
+    classifier, manifest = loaded.evaluated_classifier(cfg)
     return Predictor(lambda x, seed: _argmax(classifier(x, training=False)),
                      cfg.eval_batch_size,
                      {"defense": cfg.defense, "classifier": manifest["folder"]},
                      {"classifier": checkpoint_entry(manifest)})
 
 
-def _defense_gan_predictor(cfg, projection: dict) -> Predictor:
+def _defense_gan_predictor(cfg, projection: dict, loaded: Loaded) -> Predictor:
     """The evaluated classifier on P(x), P projected with `projection` ({rec_iters, rec_rr,
     rec_prune_at, precision})."""
-    classifier, c_manifest = evaluated_classifier(cfg)
+    classifier, c_manifest = loaded.evaluated_classifier(cfg)
     settings = projection_settings(cfg, projection["rec_iters"], projection["rec_rr"],
                                    projection["rec_prune_at"])
     projector, g_manifest, precision = load_projector(cfg, settings, projection["precision"])
@@ -118,16 +132,19 @@ def _defense_gan_predictor(cfg, projection: dict) -> Predictor:
                                                     iterations=g_manifest.get("iterations"))})
 
 
-def _magnet_predictor(cfg, projection: dict) -> Predictor:
+def _magnet_predictor(cfg, projection: dict, loaded: Loaded) -> Predictor:
     """The evaluated classifier on MagNet's reformed input. A label-only oracle has no way to
     say "rejected", so it answers the reformer's label whatever the detectors say."""
     from defense_gan import data, dataset_spec, magnet
-    classifier, c_manifest = evaluated_classifier(cfg)
-    splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir)
-    defended, used, extra = magnet.build_defense(
-        classifier, cfg.resolved_magnet_dir(), cfg.dataset,
-        dataset_spec.get(cfg.dataset).image_shape, data.to_float(splits.x_val).numpy(),
-        cfg.magnet_fpr)
+    classifier, c_manifest = loaded.evaluated_classifier(cfg)
+    if loaded.magnet is not None:
+        defended, used, _ = loaded.magnet
+    else:
+        splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir)
+        defended, used, _ = magnet.build_defense(
+            classifier, cfg.resolved_magnet_dir(), cfg.dataset,
+            dataset_spec.get(cfg.dataset).image_shape, data.to_float(splits.x_val).numpy(),
+            cfg.magnet_fpr)
     return Predictor(lambda x, seed: _argmax(defended.logits(x)[0]), cfg.eval_batch_size,
                      {"defense": "magnet", "classifier": c_manifest["folder"],
                       "answers": "classifier(reformer(x)); detectors ignored (labels only)",
@@ -135,21 +152,22 @@ def _magnet_predictor(cfg, projection: dict) -> Predictor:
                      {"classifier": checkpoint_entry(c_manifest), **used})
 
 
-# --defense -> (cfg, projection) -> Predictor. `projection` is the Defense-GAN projection to
+# --defense -> (cfg, projection, loaded) -> Predictor. `projection` is the Defense-GAN projection to
 # use ({rec_iters, rec_rr, rec_prune_at, precision}); defenses without one ignore it.
 PREDICTORS = {"none": _classifier_predictor, "adv_tr": _classifier_predictor,
               "defense_gan": _defense_gan_predictor, "magnet": _magnet_predictor}
 
 
-def batch_predictor(cfg, defense: str | None = None, projection: dict | None = None
-                    ) -> Predictor:
+def batch_predictor(cfg, defense: str | None = None, projection: dict | None = None,
+                    loaded: Loaded | None = None) -> Predictor:
     """Defense `defense` (default cfg.defense) in front of cfg's evaluated classifier (the
     adversarially trained one when cfg.defense is adv_tr) as a batch predictor. `projection`
-    defaults to the evaluation's (--rec_iters, --rec_rr, --rec_prune_at, --precision)."""
+    defaults to the evaluation's (--rec_iters, --rec_rr, --rec_prune_at, --precision);
+    `loaded`: pieces the caller already holds, reused instead of loaded again."""
     defense = defense or cfg.defense
     if defense not in PREDICTORS:
         raise ValueError(f"no batch predictor for defense '{defense}' "
                          f"(known: {', '.join(PREDICTORS)})")
     projection = projection or {"rec_iters": cfg.rec_iters, "rec_rr": cfg.rec_rr,
                                 "rec_prune_at": cfg.rec_prune_at, "precision": cfg.precision}
-    return PREDICTORS[defense](cfg, projection)
+    return PREDICTORS[defense](cfg, projection, loaded or Loaded())

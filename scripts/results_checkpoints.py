@@ -26,14 +26,15 @@ DATASETS = ("mnist", "fashion_mnist", "celeba")
 
 def load_manifests(checkpoints_dir: str, dataset: str) -> list:
     """(name, manifest) of every checkpoint folder checkpoints_dir/<dataset>/<name>, sorted by
-    name; folders without a readable manifest.json are skipped."""
+    name. A manifest.json that cannot be read or parsed stops the script with an error naming
+    it: a shipped checkpoint must not drop out of RESULTS.md unnoticed."""
     out = []
     for path in sorted(glob.glob(os.path.join(checkpoints_dir, dataset, "*", "manifest.json"))):
         try:
             with open(path) as f:
                 out.append((os.path.basename(os.path.dirname(path)), json.load(f)))
-        except (OSError, ValueError):
-            continue
+        except (OSError, ValueError) as err:
+            sys.exit(f"error: cannot read checkpoint manifest '{path}' ({err})")
     return out
 
 

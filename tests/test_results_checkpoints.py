@@ -4,6 +4,8 @@ import importlib.util
 import json
 import os
 
+import pytest
+
 from conftest import REPO
 
 spec = importlib.util.spec_from_file_location(
@@ -47,3 +49,13 @@ def test_plain_and_adversarially_trained_classifiers_and_generators_are_told_apa
 
 def test_no_checkpoints_give_no_section(tmp_path):
     assert results_checkpoints.section(str(tmp_path)) == ""
+
+
+def test_an_unreadable_manifest_stops_with_an_error_naming_it(tmp_path):
+    write_manifest(tmp_path, "classifier_A", {"kind": "classifier", "model": "A"})
+    broken = tmp_path / "mnist" / "classifier_B" / "manifest.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text('{"kind": "classif')
+    with pytest.raises(SystemExit) as exc:
+        results_checkpoints.section(str(tmp_path), test_images={"mnist": 10})
+    assert str(broken) in str(exc.value) and str(exc.value).startswith("error:")

@@ -131,7 +131,6 @@ def run(cfg: Config) -> None:
     first, last = cfg.sub_init_size, cfg.sub_init_size + cfg.num_tests
     classifier, c_manifest = predictors.evaluated_classifier(cfg)
     label_defense = labelling_defense(cfg)
-    oracle = predictors.batch_predictor(cfg, label_defense, cfg.oracle_projection())
     checkpoints_used = {"classifier": predictors.checkpoint_entry(c_manifest)}
     defended, cache, precision = None, None, cfg.precision
     results_dir = os.path.abspath(cfg.results_dir or os.path.join(
@@ -153,6 +152,11 @@ def run(cfg: Config) -> None:
             classifier, cfg.resolved_magnet_dir(), cfg.dataset, splits.image_shape,
             data.to_float(splits.x_val).numpy(), cfg.magnet_fpr)
         checkpoints_used.update(used)
+    oracle = predictors.batch_predictor(cfg, label_defense, cfg.oracle_projection(),
+                                        predictors.Loaded(
+                                            classifier=(classifier, c_manifest),
+                                            magnet=(defended, used, defense_settings)
+                                            if cfg.defense == "magnet" else None))
     # Checked after every checkpoint loaded, so a bad flag elsewhere creates no folder.
     problem = files.writable_dir_problem(results_dir)
     if problem:
