@@ -492,7 +492,7 @@ def build(runs, stale=(), sweeps=(), curves_dir=None, dataset="mnist"):
               "- **Adv. tr. 0.15** is the release's default training eps; the paper's Table 4 "
               "column used eps 0.3 (our Adv. tr. 0.3 column). Empty adversarial-training, "
               "Rec and MagNet cells are checkpoints not trained yet "
-              "(`scripts/train_mnist_baselines.sh`, `scripts/train_mnist_rec_classifiers.sh`)."]
+              "(`scripts/train_baselines.sh`, `scripts/train_rec_classifiers.sh`)."]
     cw_bpda = [r for r in runs if r["settings"]["attack"] == "cw"
                and r["settings"]["defense"] == "defense_gan" and r["settings"]["gradient"] == "bpda"]
     if cw_bpda:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The black-box runs of the paper's Table 1 (MNIST) or Table 2 (DATASET=fashion_mnist): rows
 # A/B, A/E, B/B, B/E, C/B, C/E, D/B, D/E; and Table 3 (model F, substitute E,
-# Defense-GAN-Rec at L=400, eps 0.10-0.30), cheapest first. Each run resumes from its saved substitute rounds, oracle-label batches and
-# evaluation records, so this script can be killed and restarted at any time; finished runs
-# are skipped in seconds.
+# Defense-GAN-Rec at L=400, eps 0.10-0.30), cheapest first. Each run resumes from its saved
+# substitute rounds, oracle-label batches and evaluation records, so this script can be killed
+# and restarted at any time; finished runs are skipped in seconds.
 #   [DATASET=fashion_mnist] [ROWS="A/B A/E"] scripts/run_blackbox_tables.sh [stage]
 #   stage: none | magnet | defense_gan | adv_tr | rec | table3 | all (default, in that order)
 #
@@ -14,8 +14,8 @@
 # evaluation of the adversarial images uses the faithful L=200, R=10 float32. One substitute
 # per (classifier, substitute model): none, magnet and defense_gan share the plain
 # classifier's (the none stage trains them); adv_tr at each eps and rec have their own.
-# Needs: checkpoints/<dataset>/classifier_<m>_adv (0.15), _adv0.3 (scripts/train_mnist_baselines.sh),
-# _rec (scripts/train_mnist_rec_classifiers.sh) and magnet; rows whose checkpoints are missing
+# Needs: checkpoints/<dataset>/classifier_<m>_adv (0.15), _adv0.3 (scripts/train_baselines.sh),
+# _rec (scripts/train_rec_classifiers.sh) and magnet; rows whose checkpoints are missing
 # say so and are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."

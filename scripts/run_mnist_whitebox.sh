@@ -14,7 +14,7 @@ if [[ "$stage" == baselines || "$stage" == all ]]; then
     for m in A F B C D E; do
       wb --defense=none --attack="$attack" --model="$m" --num_tests="$(n_for "$m")"
     done
-    # Adversarial training at both eps (the shipped ones; scripts/train_mnist_baselines.sh
+    # Adversarial training at both eps (the shipped ones; scripts/train_baselines.sh
     # trains the rest) and MagNet with the exact gradient, for Table 4's A-D.
     for m in A B C D; do
       for eps in 0.15 0.3; do
