@@ -37,10 +37,13 @@ class Predictor:
 class Loaded:
     """What a mode has already loaded, so a predictor built beside it reuses it instead of
     loading it again: `classifier` = (model, manifest) of `evaluated_classifier(cfg)`,
-    `magnet` = what `magnet.build_defense` returned for cfg (defended, checkpoints, settings).
+    `magnet` = what `magnet.build_defense` returned for cfg (defended, checkpoints, settings),
+    `generator` = (model, manifest, precision) of cfg's generator as `load_projector` loaded it
+    (reused by a projection of the same precision).
     """
     classifier: tuple | None = None
     magnet: tuple | None = None
+    generator: tuple | None = None
 
     def evaluated_classifier(self, cfg):
         return self.classifier or evaluated_classifier(cfg)
@@ -80,12 +83,16 @@ def checkpoint_entry(manifest: dict, **extra) -> dict:
 
 
 def load_projector(cfg, settings: projection_lib.ProjectionSettings, precision: str,
-                   image_shape=networks.MNIST_SHAPE):
+                   image_shape=networks.MNIST_SHAPE, loaded: Loaded | None = None):
     """(projector, generator manifest, precision used) for the generator of `cfg`
     (--gan_dir or the shipped one). bfloat16 falls back to float32 where it would be emulated.
-    """
+    `loaded.generator` is used instead of loading the generator when its precision is the one
+    asked for."""
     precision = hardware.resolve_precision(precision)
-    generator, manifest = gan.load_generator(cfg.resolved_gan_dir(), cfg.dataset, precision)
+    if loaded is not None and loaded.generator is not None and loaded.generator[2] == precision:
+        generator, manifest, _ = loaded.generator
+    else:
+        generator, manifest = gan.load_generator(cfg.resolved_gan_dir(), cfg.dataset, precision)
     projector = projection_lib.Projector(generator, image_shape,
                                          int(manifest.get("latent_dim", 128)), settings)
     return projector, manifest, precision
@@ -116,7 +123,8 @@ def _defense_gan_predictor(cfg, projection: dict, loaded: Loaded) -> Predictor:
     classifier, c_manifest = loaded.evaluated_classifier(cfg)
     settings = projection_settings(cfg, projection["rec_iters"], projection["rec_rr"],
                                    projection["rec_prune_at"])
-    projector, g_manifest, precision = load_projector(cfg, settings, projection["precision"])
+    projector, g_manifest, precision = load_projector(cfg, settings, projection["precision"],
+                                                      loaded=loaded)
 
     def predict(x, seed):
         x_rec = projector(x, seed)[0]

@@ -132,7 +132,7 @@ def run(cfg: Config) -> None:
     classifier, c_manifest = predictors.evaluated_classifier(cfg)
     label_defense = labelling_defense(cfg)
     checkpoints_used = {"classifier": predictors.checkpoint_entry(c_manifest)}
-    defended, cache, precision = None, None, cfg.precision
+    defended, cache, precision, generator = None, None, cfg.precision, None
     results_dir = os.path.abspath(cfg.results_dir or os.path.join(
         REPO_ROOT, "results", cfg.dataset, "blackbox", run_name(cfg)))
     parent = os.path.dirname(results_dir)
@@ -143,6 +143,7 @@ def run(cfg: Config) -> None:
                                                                      cfg.precision)
         checkpoints_used["generator"] = predictors.checkpoint_entry(
             g_manifest, iterations=g_manifest.get("iterations"))
+        generator = (projector.generator, g_manifest, precision)
         defended = DefendedClassifier(classifier, projector, cfg.seed)
         cache = rec_cache.clean_cache(parent, g_manifest, settings, cfg.seed, precision,
                                        first_index=first)
@@ -156,7 +157,8 @@ def run(cfg: Config) -> None:
                                         predictors.Loaded(
                                             classifier=(classifier, c_manifest),
                                             magnet=(defended, used, defense_settings)
-                                            if cfg.defense == "magnet" else None))
+                                            if cfg.defense == "magnet" else None,
+                                            generator=generator))
     # Checked after every checkpoint loaded, so a bad flag elsewhere creates no folder.
     problem = files.writable_dir_problem(results_dir)
     if problem:
