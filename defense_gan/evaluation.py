@@ -48,6 +48,7 @@ from defense_gan.rec_cache import ProjectionCache, fingerprint
 # Batch k's fresh-seed projection uses [seed, k + FRESH_SEED_OFFSET]: never an attack seed,
 # which are [seed, k] for k < the number of batches (at most the test set's size).
 FRESH_SEED_OFFSET = 1 << 20
+PROGRESS_EVERY_SECONDS = 10.0  # at most one progress line per this many seconds (and the last)
 
 
 def _saved_batch(path: str, tag: str, count: int) -> dict | None:
@@ -134,7 +135,7 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         for key in ("projection_seconds", "projected_images", "attack_seconds"):
             stats[key] += timing[key]
         stats["cpus"][timing["cpu"]] = stats["cpus"].get(timing["cpu"], 0) + 1
-    start_time = time.time()
+    start_time = last_line = time.time()
     num_batches = (n + batch_size - 1) // batch_size
     mine = [k for k in range(num_batches) if k % shard[1] == shard[0]]
     n_mine = sum(min(n, (k + 1) * batch_size) - k * batch_size for k in mine)
@@ -206,7 +207,10 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         add_timing(timing)
         records.extend(batch_records)
         done = len(records)
-        elapsed = time.time() - start_time
+        now = time.time()
+        if done < n_mine and now - last_line < PROGRESS_EVERY_SECONDS and k != mine[0]:
+            continue  # fast batches (no projection) would print hundreds of lines
+        last_line, elapsed = now, now - start_time
         fresh = done - stats["batches_resumed"] * batch_size
         eta = (n_mine - done) * elapsed / max(fresh, 1)
         acc = np.mean([results.adversarial_correct(r) for r in records])

@@ -158,3 +158,18 @@ def test_evaluate_reprojects_adversarial_images_with_a_seed_the_attack_never_use
     assert logged.projector.seeds == expected
     assert all(("pred_adv_defended_fresh_seed" in r) == fresh_seed for r in records)
     assert not set(map(tuple, fresh)) & set(map(tuple, attack_seeds))
+
+
+def test_fast_batches_print_the_first_and_last_progress_lines_only(tmp_path, monkeypatch):
+    from defense_gan import evaluation
+    clock = iter(range(0, 1000))  # one "second" per call of time.time()
+    monkeypatch.setattr(evaluation.time, "time", lambda: float(next(clock)))
+    monkeypatch.setattr(evaluation, "PROGRESS_EVERY_SECONDS", 1e9)
+    classifier = lambda images, training=False: tf.one_hot(  # noqa: E731
+        tf.zeros(tf.shape(images)[0], tf.int32), 10)
+    lines = []
+    evaluation.evaluate(np.zeros([10, 28, 28, 1], np.float32), np.zeros(10, np.int64),
+                        classifier=classifier, attack=lambda images: images, batch_size=2,
+                        seed=0, records_dir=str(tmp_path), settings={"t": 1},
+                        progress=lines.append)
+    assert [line.split()[1] for line in lines] == ["2/10", "10/10"]
