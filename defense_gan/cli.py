@@ -211,6 +211,12 @@ def define_flags() -> None:
                       "records match the generator, L, R, lr and precision gives its MSEs as "
                       "they are; else its adversarial.npz (x_adv, labels, indices) is projected "
                       "here (resumable per batch). A folder with neither is refused.")
+    flags.DEFINE_list("rec_iters_snapshots", None,
+                      "detect: smaller L values, comma-separated, each in [1, --rec_iters): the "
+                      "run also keeps the projection after each of these steps (the same run's "
+                      "first l steps are the l-step projection: constant rate, same seeded "
+                      "restarts) and writes it where a detect run at --rec_iters=l finds it, "
+                      "so an L sweep projects once, at its largest L. Needs --rec_prune_at=0.")
     flags.DEFINE_integer("detect_bootstrap", 1000,
                          "detect: bootstrap resamples for the AUC's 95% interval.")
 

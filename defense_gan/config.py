@@ -120,6 +120,7 @@ class Config:
     detect_val: int | None = None
     detect_whitebox: bool = True
     adv_sources: list | None = None
+    rec_iters_snapshots: list | None = None
     detect_bootstrap: int = 1000
 
     # Fashion-MNIST and CelebA (issue 15)
@@ -297,6 +298,7 @@ def validate(cfg: Config) -> Config:
                "is an empty list (give run folders separated by commas, or leave the flag out)")
         _check(all(s.strip() for s in cfg.adv_sources), "adv_sources",
                f"has an empty entry: {','.join(cfg.adv_sources)!r}")
+    parse_snapshots(cfg)
     # API, export, distribution (issue 17)
     _check(not cfg.checkpoints_dir or os.path.isdir(cfg.checkpoints_dir), "checkpoints_dir",
            f"'{cfg.checkpoints_dir}' is not a directory")
@@ -304,6 +306,30 @@ def validate(cfg: Config) -> Config:
            or os.path.isdir(cfg.export_dir), "export_dir",
            f"'{cfg.export_dir}' exists and is not a directory")
     return cfg
+
+
+def parse_snapshots(cfg: Config) -> tuple[int, ...]:
+    """--rec_iters_snapshots as sorted unique ints, each in [1, --rec_iters), for --mode=detect
+    without early stop; () when not given. Else ConfigError naming the flag."""
+    if cfg.rec_iters_snapshots is None:
+        return ()
+    values = []
+    for part in cfg.rec_iters_snapshots:
+        try:
+            values.append(int(part))
+        except ValueError:
+            raise ConfigError(f"--rec_iters_snapshots: '{str(part).strip()}' is not an integer "
+                              "(expected L values such as 25,50,100)") from None
+    _check(len(values) > 0, "rec_iters_snapshots", "is an empty list")
+    _check(all(1 <= v < cfg.rec_iters for v in values), "rec_iters_snapshots",
+           f"every value must be in [1, --rec_iters={cfg.rec_iters}), got "
+           f"{','.join(map(str, values))}")
+    _check(cfg.mode == "detect", "rec_iters_snapshots",
+           f"only --mode=detect keeps snapshots, not --mode={cfg.mode}")
+    _check(cfg.rec_prune_at == 0, "rec_iters_snapshots",
+           "an early-stopped projection's first steps are not the smaller L's projection: "
+           "use --rec_prune_at=0")
+    return tuple(sorted(set(values)))
 
 
 def parse_sweep_eps(text: str) -> list[float]:

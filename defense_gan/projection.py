@@ -199,9 +199,59 @@ class Projector(tf.Module):
             restarts = s.rec_keep
             targets = tf.repeat(x, restarts, axis=0)
             z, velocity = self._descend(z, velocity, targets, s.rec_iters - s.prune_step())
+        return self._best_restart(z, targets, batch, restarts)
+
+    def _best_restart(self, z, targets, batch: int, restarts: int):
+        """(x_rec, z_star, mse) of each image's restart with the lowest MSE at z."""
         mse = tf.reshape(self._restart_mse(z, targets), [batch, restarts])
         best = tf.argmin(mse, axis=1, output_type=tf.int32)
         flat = tf.range(batch) * restarts + best
         z_star = tf.gather(z, flat)
         x_rec = self.generator(z_star, training=False)
         return x_rec, z_star, tf.gather(tf.reshape(mse, [-1]), flat)
+
+
+class SnapshotProjector:
+    """A Projector at L that also gives the projection at each smaller L in `steps`, from the
+    same run: the learning rate is constant and the restarts start from the same seeded z, so
+    the first l steps of an L-step projection are the l-step projection, and the restart
+    chosen at step l is the one an l-step projection chooses (tests check they are equal).
+    An L sweep (Table 8) then costs one projection at the largest L instead of one per L.
+
+    __call__(x, seed) returns what the L-step Projector returns; afterwards `last` holds
+    {l: (x_rec, mse)} (numpy) of that batch for every l in `steps`. No early stop.
+    """
+
+    def __init__(self, projector: Projector, steps):
+        s = projector.settings
+        self.steps = tuple(sorted({int(step) for step in steps}))
+        if s.pruning:
+            raise ValueError("snapshots of an early-stopped projection are not the projections "
+                             "at smaller L: use --rec_prune_at=0")
+        if not self.steps or self.steps[0] < 1 or self.steps[-1] >= s.rec_iters:
+            raise ValueError(f"snapshot steps must be in [1, {s.rec_iters}) (L), got {steps}")
+        self.projector, self.settings = projector, s
+        self.last = {}
+        spec = [tf.TensorSpec([s.batch_size, *projector.image_shape], tf.float32),
+                tf.TensorSpec([2], tf.int32)]
+        self._project = tf.function(self._project_impl, input_signature=spec)
+
+    def __call__(self, x, seed):
+        outs = self._project(tf.convert_to_tensor(x, tf.float32),
+                             tf.convert_to_tensor(seed, tf.int32))
+        self.last = {step: (out[0].numpy(), out[2].numpy())
+                     for step, out in zip(self.steps, outs[:-1])}
+        return outs[-1]
+
+    def _project_impl(self, x, seed):
+        p, s = self.projector, self.settings
+        batch, restarts = s.batch_size, s.rec_rr
+        targets = tf.repeat(x, restarts, axis=0)
+        z = tf.random.stateless_normal([batch * restarts, p.latent_dim], seed=seed,
+                                       stddev=1.0 / p.latent_dim ** 0.5)
+        velocity, done, outs = tf.zeros_like(z), 0, []
+        for step in self.steps + (s.rec_iters,):
+            z, velocity = p._descend(z, velocity, targets, step - done)
+            done = step
+            outs.append(p._best_restart(z, targets, batch, restarts))
+        return outs

@@ -149,6 +149,27 @@ class ProjectionCache:
         write_json_atomic(os.path.join(self.folder, KEY), self.key)
 
 
+class SnapshotCaches:
+    """The cache of a SnapshotProjector's batches (`cache`, at its L) that also holds each
+    snapshot: putting batch k writes the projector's snapshot of that batch (`projector.last`)
+    into snapshot_caches[l], the cache a run at L=l reads. A batch counts as cached only when
+    every one of them has it, so a run killed between two writes projects that batch again."""
+
+    def __init__(self, cache: ProjectionCache, snapshot_caches: dict, projector):
+        self.cache, self.snapshot_caches, self.projector = cache, snapshot_caches, projector
+        self.key = cache.key
+
+    def get(self, k, count):
+        if any(c.get(k, count) is None for c in self.snapshot_caches.values()):
+            return None
+        return self.cache.get(k, count)
+
+    def put(self, k, count, x_rec, mse):
+        for step, c in self.snapshot_caches.items():
+            c.put(k, count, *self.projector.last[step])
+        self.cache.put(k, count, x_rec, mse)
+
+
 def projection_key(generator_manifest: dict, settings, seed: int, precision: str) -> dict:
     """What determines a reconstruction: the generator's file sha256s, the projection settings
     (L, R, lr, momentum, batch, early stop), the seed and the compute precision."""

@@ -124,10 +124,14 @@ def test_detect_threshold_is_chosen_on_validation(detect_run):
     ("--detect_val=0", "--detect_val: the detection threshold is chosen on validation"),
     ("--adv_sources=", "--adv_sources: is an empty list"),
     ("--adv_sources=a,,b", "--adv_sources: has an empty entry"),
+    ("--rec_iters_snapshots=3", "--rec_iters_snapshots: every value must be in [1, --rec_iters=3)"),
+    ("--rec_iters_snapshots=1,x", "--rec_iters_snapshots: 'x' is not an integer"),
+    ("--rec_iters_snapshots=1 --rec_prune_at=0.5 --rec_keep=1",
+     "--rec_iters_snapshots: an early-stopped projection's first steps"),
 ])
 def test_detect_refuses_bad_flags_writing_nothing(tmp_path, flag, expected):
     before = tree_digest(tmp_path)
-    rc, _, stderr = run_main_here(*SMOKE, flag, f"--results_dir={tmp_path / 'out'}")
+    rc, _, stderr = run_main_here(*SMOKE, *flag.split(), f"--results_dir={tmp_path / 'out'}")
     assert rc != 0 and expected in error_line(stderr)
     assert tree_digest(tmp_path) == before
 
@@ -158,3 +162,27 @@ def test_detect_refuses_npz_whose_labels_are_not_the_test_set(tmp_path):
                              f"--results_dir={tmp_path / 'out'}")
     assert rc != 0 and "labels differ from the test set" in error_line(stderr)
     assert tree_digest(tmp_path) == before
+
+
+def test_snapshots_fill_the_cache_of_each_smaller_L_with_what_a_run_there_computes(tmp_path):
+    blackbox = fake_blackbox_run(str(tmp_path / "bb_fgsm_eps0.3"))
+    common = (*SMOKE, f"--adv_sources={blackbox}", "--detect_bootstrap=20", "--nodetect_whitebox")
+    rc, out, err = run_main(*common, "--rec_iters=3", "--rec_iters_snapshots=2",
+                            f"--results_dir={tmp_path / 'sweep' / 'L3'}")
+    assert rc == 0, out + err
+    runs = {}
+    for name, parent in (("cached", "sweep"), ("fresh", "alone")):
+        folder = tmp_path / parent / "L2"
+        rc, out, err = run_main(*common, "--rec_iters=2", f"--results_dir={folder}")
+        assert rc == 0, out + err
+        runs[name] = (json.loads((folder / "results.json").read_text()),
+                      json.loads((folder / "records" / "bb_fgsm_eps0.3.json").read_text()))
+    cached, fresh = runs["cached"], runs["fresh"]
+    assert cached[0]["timing"]["clean_test_projected_images"] == 0
+    assert set(cached[0]["timing"]["images_per_second"].values()) == {None}
+    assert fresh[0]["timing"]["clean_test_projected_images"] > 0
+    for a, b in zip(cached[1]["records"], fresh[1]["records"]):
+        assert a["mse_adv"] == pytest.approx(b["mse_adv"], rel=1e-5)
+        assert a["mse_clean"] == pytest.approx(b["mse_clean"], rel=1e-5)
+    assert cached[0]["threshold"]["value"] == pytest.approx(fresh[0]["threshold"]["value"],
+                                                            rel=1e-5)

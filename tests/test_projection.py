@@ -184,3 +184,29 @@ def test_projector_refuses_invalid_settings_at_construction(tiny_generator):
 def test_default_settings_are_the_releases():
     s = projection.ProjectionSettings()
     assert (s.rec_iters, s.rec_rr, s.rec_lr, s.momentum) == (200, 10, 10.0, 0.7)
+
+
+def test_snapshots_equal_the_projections_at_each_smaller_L(tiny_generator, digits):
+    snap = projection.SnapshotProjector(projector(tiny_generator, rec_iters=7, rec_rr=3,
+                                                  rec_lr=10.0), steps=[2, 5])
+    x_rec, z_star, mse = snap(digits, [4, 1])
+    for steps, (x_snap, mse_snap) in [*snap.last.items(), (7, (x_rec.numpy(), mse.numpy()))]:
+        alone = projector(tiny_generator, rec_iters=steps, rec_rr=3, rec_lr=10.0)
+        x_alone, _, mse_alone = alone(digits, [4, 1])
+        np.testing.assert_allclose(x_snap, x_alone.numpy(), atol=1e-6)
+        np.testing.assert_allclose(mse_snap, mse_alone.numpy(), rtol=1e-5)
+    assert sorted(snap.last) == [2, 5]
+    assert np.all(snap.last[5][1] < snap.last[2][1])  # the snapshots differ: descent goes on
+
+
+@pytest.mark.parametrize("steps", [[], [0], [7], [9]])
+def test_snapshot_steps_outside_1_to_L_are_refused(dense_generator, steps):
+    with pytest.raises(ValueError, match="snapshot steps"):
+        projection.SnapshotProjector(projector(dense_generator, rec_iters=7), steps)
+
+
+def test_snapshots_of_an_early_stopped_projection_are_refused(dense_generator):
+    pruned = Projector(dense_generator, SHAPE, LATENT,
+                       ProjectionSettings(8, 4, 1.0, batch_size=B, rec_prune_at=0.5, rec_keep=2))
+    with pytest.raises(ValueError, match="rec_prune_at=0"):
+        projection.SnapshotProjector(pruned, [2])

@@ -42,7 +42,7 @@ import tensorflow as tf
 from defense_gan import (classifiers, data, detection, files, gan, hardware, projection,
                          rec_cache, results, stats)
 from defense_gan.checkpoints import environment, sha256_file
-from defense_gan.config import REPO_ROOT, Config, ConfigError
+from defense_gan.config import REPO_ROOT, Config, ConfigError, parse_snapshots
 
 WHITEBOX_ATTACKS = ("fgsm", "rand_fgsm", "cw")
 ATTACK_NAMES = {"fgsm": "FGSM", "rand_fgsm": "RAND+FGSM", "cw": "CW-L2", "pgd": "PGD"}
@@ -229,15 +229,24 @@ def collect_sources(cfg: Config, identity: dict, splits) -> tuple[list, list]:
 # --- the run ------------------------------------------------------------------------------------
 
 def projection_cache(parent: str, g_manifest: dict, settings, seed: int, precision: str,
+                     snapshots: projection.SnapshotProjector | None = None,
                      **extra) -> rec_cache.ProjectionCache:
     """rec_cache.clean_cache (test images), or, with `extra` key entries, a cache of another
     image set beside it in the same folder (split="validation"; the sha256 of a black-box
-    run's adversarial.npz): batch k of that set, keyed like the clean cache plus `extra`."""
-    cache = rec_cache.clean_cache(parent, g_manifest, settings, seed, precision)
-    if not extra:
-        return cache
-    return rec_cache.ProjectionCache(os.path.join(parent, ".projection_cache"),
-                                      cache.key | extra)
+    run's adversarial.npz): batch k of that set, keyed like the clean cache plus `extra`.
+    With `snapshots` (the run's SnapshotProjector), the cache also writes each snapshot's
+    projection into the cache a run at that L reads."""
+    def one(s):
+        cache = rec_cache.clean_cache(parent, g_manifest, s, seed, precision)
+        if not extra:
+            return cache
+        return rec_cache.ProjectionCache(os.path.join(parent, ".projection_cache"),
+                                          cache.key | extra)
+    if snapshots is None:
+        return one(settings)
+    return rec_cache.SnapshotCaches(
+        one(settings), {step: one(dataclasses.replace(settings, rec_iters=step))
+                        for step in snapshots.steps}, snapshots)
 
 
 def _predict(classifier, x: np.ndarray) -> np.ndarray:
@@ -278,7 +287,8 @@ class CleanTest:
 
 
 def _source_records(source: Source, cfg: Config, clean: CleanTest, classifier, projector,
-                    g_manifest, settings, precision, cache_parent, timing) -> tuple[list, dict]:
+                    g_manifest, settings, precision, cache_parent, timing,
+                    snapshots=None) -> tuple[list, dict]:
     """Per-example records (whitebox keys) of the first --num_tests attacked images of
     `source`, with mse_clean from this run's clean cache; and facts about the source."""
     info = {"folder": os.path.relpath(source.folder, REPO_ROOT) if source.folder.startswith(
@@ -300,7 +310,8 @@ def _source_records(source: Source, cfg: Config, clean: CleanTest, classifier, p
     info["adversarial_npz_sha256"] = sha256_file(path)
     clean.need(indices)
     cache = projection_cache(cache_parent, g_manifest, settings, cfg.seed, precision,
-                             split="adversarial", source=info["adversarial_npz_sha256"])
+                             snapshots, split="adversarial",
+                             source=info["adversarial_npz_sha256"])
     x_rec, mse, rate = rec_cache.reconstruct(
         x_adv, projector, cfg.seed, cache,
         progress=lambda done, n: print(f"[detect] {source.key}: projected {done}/{n}",
@@ -375,6 +386,9 @@ def run(cfg: Config) -> None:
                                              rec_prune_at=cfg.rec_prune_at, rec_keep=cfg.rec_keep)
     projector = projection.Projector(generator, splits.image_shape,
                                      int(g_manifest.get("latent_dim", 128)), settings)
+    snapshots = None
+    if parse_snapshots(cfg):
+        projector = snapshots = projection.SnapshotProjector(projector, parse_snapshots(cfg))
     cache_parent = os.path.dirname(results_dir)
     # Projection speed of each stage computed here (None: all of it came from the cache).
     timing = {"clean_test_projection_seconds": 0.0, "clean_test_projected_images": 0,
@@ -382,7 +396,7 @@ def run(cfg: Config) -> None:
 
     # 1. The threshold, on clean validation images only.
     val_cache = projection_cache(cache_parent, g_manifest, settings, cfg.seed, precision,
-                                 split="validation")
+                                 snapshots, split="validation")
     _, mse_val, rate = rec_cache.reconstruct(
         data.to_float(splits.x_val[:n_val]).numpy(), projector, cfg.seed, val_cache,
         progress=lambda done, n: print(f"[detect] validation: projected {done}/{n}", flush=True))
@@ -392,7 +406,8 @@ def run(cfg: Config) -> None:
 
     # 2. Clean test images (the first --num_tests, and those paired with each source).
     clean = CleanTest(splits.x_test, projector, projection_cache(
-        cache_parent, g_manifest, settings, cfg.seed, precision), classifier, cfg.seed, timing)
+        cache_parent, g_manifest, settings, cfg.seed, precision, snapshots), classifier,
+        cfg.seed, timing)
     clean.need(range(cfg.num_tests))
     test_mse = np.array([clean.mse[i] for i in range(cfg.num_tests)])
     test_flagged, _ = detection.detection_rate(test_mse, threshold)
@@ -401,7 +416,7 @@ def run(cfg: Config) -> None:
     curves, roc = [], []
     for source in sources:
         records, info = _source_records(source, cfg, clean, classifier, projector, g_manifest,
-                                        settings, precision, cache_parent, timing)
+                                        settings, precision, cache_parent, timing, snapshots)
         metrics = curve_metrics(records, threshold, cfg.detect_bootstrap, cfg.seed)
         files.write_json_atomic(os.path.join(results_dir, "records", f"{source.key}.json"),
                                 {"source": info, "records": records})
@@ -428,6 +443,7 @@ def run(cfg: Config) -> None:
                      "detect_val": n_val, "detect_fpr": cfg.detect_fpr,
                      "rec_prune_at": cfg.rec_prune_at,
                      "rec_keep": cfg.rec_keep if cfg.rec_prune_at else None,
+                     "snapshots_cached_for_rec_iters": list(parse_snapshots(cfg)),
                      "checkpoints": {
                          "generator": {"folder": g_manifest["folder"],
                                        "sha256": g_manifest["files"],
