@@ -41,7 +41,7 @@ PAPER_TABLE10 = {1: ("0.7035±0.0035", "0.6436±0.0017", "0.5329±0.0094", "0.50
 PAPER_EPS_AUC = {0.1: 0.914, 0.15: 0.975, 0.2: 0.989, 0.25: 0.998, 0.3: None}
 SWEEPS = os.path.join("results", "mnist", "sweeps")
 DETECT = os.path.join("results", "mnist", "detect")
-SWEEP_CMD = "scripts/run_sweeps.sh <blackbox run dir: F, substitute E, eps 0.3> [<Rec classifier>]"
+SWEEP_CMD = "scripts/run_sweeps.sh"
 
 
 def _load(path):
@@ -66,9 +66,12 @@ def _paper(v):
 
 
 def detection_table(root: str) -> str:
-    """One row per curve of every detect run under results/<dataset>/detect."""
+    """One row per curve of every detect run under results/mnist/detect, and of the ROC run
+    per eps under results/mnist/sweeps (roc_*: there it shares the sweep's projection cache)."""
     rows = []
-    for path in sorted(glob.glob(os.path.join(root, DETECT, "*", "results.json"))):
+    paths = sorted(glob.glob(os.path.join(root, DETECT, "*", "results.json"))) + sorted(
+        glob.glob(os.path.join(root, SWEEPS, "roc_*", "results.json")))
+    for path in paths:
         r = _load(path)
         if not r:
             continue
@@ -176,8 +179,9 @@ def section(root: str = REPO) -> str:
            "The paper reports AUCs only for black-box FGSM (MNIST, L=400, R=10: "
            + ", ".join(f"eps {e:g} {_paper(a)}" for e, a in PAPER_EPS_AUC.items() if a)
            + "; no eps 0.30 entry). Command: `python main.py --mode=detect --model=F "
-           "--num_tests=200 [--adv_sources=<blackbox run dirs>]`; ROC curves: `roc.png` in each "
-           "run folder.\n",
+           "--num_tests=200 [--adv_sources=<blackbox run dirs>]`; black-box FGSM at each eps: "
+           "`scripts/run_sweeps.sh blackbox` then `scripts/run_sweeps.sh eps`; ROC curves: "
+           "`roc.png` in each run folder.\n",
            detection_table(root),
            "\n## Tables 8 and 10: MNIST, model F, black-box FGSM eps 0.3 (substitute E), "
            "varying L and R\n",

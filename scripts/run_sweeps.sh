@@ -7,29 +7,40 @@
 # batch under results/mnist/sweeps/.projection_cache, so the script resumes where it was killed,
 # and the Defense-GAN-Rec runs (second classifier, same projections) project nothing again.
 #
-#   scripts/run_sweeps.sh BLACKBOX_EPS0.3_DIR [REC_CLASSIFIER_DIR] [stage]
-#     BLACKBOX_EPS0.3_DIR   a --mode=blackbox run folder (model F, substitute E, FGSM eps 0.3)
-#                           holding adversarial.npz (x_adv, labels, indices)
-#     REC_CLASSIFIER_DIR    the Defense-GAN-Rec classifier F (trained on reconstructions);
-#                           "-" or absent: Orig only
-#     stage                 L | R | eps | all (default, in that order)
-#   EPS_DIRS="dir0.10,dir0.15,dir0.20,dir0.25,dir0.30"  black-box runs at each eps for the
-#                           ROC figure (stage eps, L=200, R=10); N=500 images per cell.
+#   scripts/run_sweeps.sh [stage]    stage: blackbox | L | R | eps | all (default, that order)
+#     blackbox  the black-box runs the sweeps attack with: model F, substitute E (labelled
+#               through Defense-GAN as in the release, shared by the five runs), FGSM eps 0.3
+#               and, for the ROC figure, 0.1 0.15 0.2 0.25; N test images each (adversarial.npz)
+#     L, R      Tables 8 and 10 on the eps 0.3 run; eps: the ROC figure (L=200, R=10)
+#   Overrides: BB=<black-box run dir at eps 0.3>, REC=<Rec classifier F dir, or - for Orig only>
+#   (default checkpoints/mnist/classifier_F_rec), EPS_DIRS=<comma-separated run dirs>, N (500).
 #
 # Cost (fp32, 2-core Zen 5 idle, about 2.7e-4 s per image per L*R step-restart): 3 x N images
-# per cell, so N=500: the L sweep about 1.8 h (one projection at L=1600 serves every L), the
-# R sweep (L=100) about 0.3 h, eps 0.5 h.
+# per cell, so N=500: the substitute about 15 min, the L sweep about 1.8 h (one projection at
+# L=1600 serves every L), the R sweep (L=100) about 0.3 h, eps about 0.3 h.
 # Then `python scripts/results_detection.py` prints the Markdown and writes the sweep PNG.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bb="${1:?usage: scripts/run_sweeps.sh BLACKBOX_EPS0.3_DIR [REC_CLASSIFIER_DIR|-] [stage]}"
-rec="${2:--}"
-stage="${3:-all}"
+stage="${1:-all}"
 N="${N:-500}"
 out=results/mnist/sweeps
-[[ -f "$bb/adversarial.npz" ]] || { echo "error: $bb has no adversarial.npz" >&2; exit 2; }
+bb_dir() { echo "results/mnist/blackbox/F_none_subE_oracleL100R10_prune0.25k2_eps$1_n$N"; }
+bb="${BB:-$(bb_dir 0.3)}"
+rec="${REC:-checkpoints/mnist/classifier_F_rec}"
+EPS_DIRS="${EPS_DIRS:-$(bb_dir 0.1),$(bb_dir 0.15),$(bb_dir 0.2),$(bb_dir 0.25),$(bb_dir 0.3)}"
+on() { [[ "$stage" == "$1" || "$stage" == all ]]; }
+
+if on blackbox; then
+  for eps in 0.3 0.1 0.15 0.2 0.25; do
+    python main.py --flagfile=flags/mnist.cfg --mode=blackbox --defense=none --model=F \
+      --sub_model=E --fgsm_eps="$eps" --num_tests="$N" --results_dir="$(bb_dir "$eps")"
+  done
+fi
+[[ "$stage" == blackbox ]] && exit 0
+[[ -f "$bb/adversarial.npz" ]] || {
+  echo "error: BB: $bb has no adversarial.npz (run: scripts/run_sweeps.sh blackbox)" >&2; exit 2; }
 [[ "$rec" == - || -f "$rec/manifest.json" || -f "$rec/export/manifest.json" ]] || {
-  echo "error: $rec holds no classifier checkpoint (manifest.json)" >&2; exit 2; }
+  echo "error: REC: $rec holds no classifier checkpoint (manifest.json)" >&2; exit 2; }
 
 cell() {  # cell L R [flags of the Orig run]: Orig (and Rec) at one (L, R)
   local L="$1" R="$2"
@@ -43,20 +54,22 @@ cell() {  # cell L R [flags of the Orig run]: Orig (and Rec) at one (L, R)
   fi
 }
 
-if [[ "$stage" == L || "$stage" == all ]]; then   # Table 8: L with R=10
+if on L; then   # Table 8: L with R=10
   # One projection at L=1600 whose first steps give every smaller L (--rec_iters_snapshots:
   # constant rate, same seeded restarts; tests/test_detect.py checks the cells agree with
   # their own runs), then each smaller L's cell reads its projections from the cache.
   cell 1600 10 --rec_iters_snapshots=25,50,100,200,400,800
   for L in 25 50 100 200 400 800; do cell "$L" 10; done
 fi
-if [[ "$stage" == R || "$stage" == all ]]; then   # Table 10: R with L=100 (R=10 done above)
+if on R; then   # Table 10: R with L=100 (R=10 done above)
   for R in 1 2 5 10 20; do cell 100 "$R"; done
 fi
-if [[ "$stage" == eps || "$stage" == all ]] && [[ -n "${EPS_DIRS:-}" ]]; then
+if on eps; then
   # The ROC figure per eps (Figs 4-5 show MNIST at L=400; the project's default is L=200).
+  # In the sweep's folder, so the validation, clean and eps 0.3 projections of its L=200 cell
+  # are reused from the cache.
   python main.py --flagfile=flags/mnist.cfg --mode=detect --model=F --num_tests="$N" \
-    --detect_val="$N" --adv_sources="$EPS_DIRS" \
-    --results_dir="results/mnist/detect/F_blackbox_eps_L200_R10_n${N}"
+    --detect_val="$N" --nodetect_whitebox --adv_sources="$EPS_DIRS" \
+    --results_dir="$out/roc_eps_L200_R10_n${N}"
 fi
 python scripts/results_detection.py --plot

@@ -55,3 +55,14 @@ def test_plot_writes_a_png_of_the_sweeps(tmp_path):
     path = results_detection.plot(root)
     with open(path, "rb") as f:
         assert f.read(4) == b"\x89PNG"
+
+
+def test_the_roc_run_in_the_sweep_folder_is_a_detection_row_not_a_sweep_cell(tmp_path):
+    root = str(tmp_path)
+    fake_detect(root, "results/mnist/sweeps/roc_eps_L200_R10_n500", 200, 10, 0.944, 0.97, 0.6,
+                label="black-box FGSM eps 0.1, substitute E")
+    text = results_detection.section(root)
+    roc_row = next(line for line in text.splitlines() if "0.944 [0.934, 0.949]" in line)
+    assert "| 0.914 |" in roc_row and "roc_eps_L200_R10_n500" in roc_row
+    row200 = next(line for line in text.splitlines() if line.startswith("| 200 |"))
+    assert "0.944" not in row200  # the sweep's L=200 cell stays empty
