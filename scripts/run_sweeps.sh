@@ -15,9 +15,11 @@
 #   Overrides: BB=<black-box run dir at eps 0.3>, REC=<Rec classifier F dir, or - for Orig only>
 #   (default checkpoints/mnist/classifier_F_rec), EPS_DIRS=<comma-separated run dirs>, N (500).
 #
-# Cost (fp32, 2-core Zen 5 idle, about 2.7e-4 s per image per L*R step-restart): 3 x N images
-# per cell, so N=500: the substitute about 15 min, the L sweep about 1.8 h (one projection at
-# L=1600 serves every L), the R sweep (L=100) about 0.3 h, eps about 0.3 h.
+# Cost (fp32, 2-core Zen 5 idle: 3.5e-4 to 4.2e-4 s per image per L*R step-restart, Table 13's
+# L=100 and L=200 cells at R=10): each cell projects N validation, N + 150 clean test (the first
+# N and those the attack used, test[150:150+N]) and N attacked images, so N=500: the substitute
+# about 15 min, the L sweep about 2.8 h (one projection at L=1600 serves every L; one per L
+# would take 5.5 h), the R sweep (L=100) about 0.6 h, eps about 0.5 h. Twice that on one core.
 # Then `python scripts/results_detection.py` prints the Markdown and writes the sweep PNG.
 set -euo pipefail
 cd "$(dirname "$0")/.."
