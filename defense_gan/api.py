@@ -59,7 +59,8 @@ def load_generator(dataset: str = "mnist", *, precision: str = "float32",
             raise ValueError(f"dataset: no shipped generator for '{dataset}' in '{shipped}'")
         folder = shipped
     else:
-        folder = _checkpoint_folder(dataset, "dataset", f"a data set ({', '.join(config.DATASETS)})")
+        folder = _checkpoint_folder(dataset, "dataset",
+                                    f"a data set ({', '.join(config.DATASETS)})")
         dataset = _manifest_field(folder, "dataset") or ""
     if precision not in config.PRECISIONS:
         raise ValueError(f"precision: must be one of {', '.join(config.PRECISIONS)}, "

@@ -74,8 +74,8 @@ def read_idx(path: str, sha256: str | None = None) -> np.ndarray:
         digest = hashlib.sha256(raw).hexdigest()
         if digest != sha256:
             raise ConfigError(f"data file '{path}' fails its checksum (sha256 {digest[:16]}..., "
-                              f"expected {sha256[:16]}...): the file is damaged or belongs to another data "
-                              "set")
+                              f"expected {sha256[:16]}...): the file is damaged or belongs to "
+                              "another data set")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ConfigError(f"data file '{path}' is not an unsigned-byte IDX file")
     ndim = raw[3]

@@ -166,7 +166,8 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
         pred_clean = tf.argmax(classifier(x, training=False), 1).numpy()
         pred_adv = tf.argmax(classifier(x_adv, training=False), 1).numpy()
         diff = (x_adv - x).reshape(batch_size, -1)
-        batch_records = [{"index": index_offset + lo + i, "label": int(y[i]), "pred_clean": int(pred_clean[i]),
+        batch_records = [{"index": index_offset + lo + i, "label": int(y[i]),
+                          "pred_clean": int(pred_clean[i]),
                           "pred_adv": int(pred_adv[i]),
                           "linf": float(np.abs(diff[i]).max()),
                           "l2": float(np.sqrt((diff[i] ** 2).sum()))} for i in range(count)]

@@ -98,8 +98,9 @@ class WGAN(keras.Model):
 
     def validation_wasserstein(self, images: tf.Tensor, seed: int, batch: int = 500) -> float:
         """The critic's Wasserstein estimate mean D(x) - mean D(G(z)) on held-out images
-        (float32 [N, H, W, C] in the pixel range) and N fixed latent vectors (seed): a training-curve
-        number that does not depend on the training batches, written into each export."""
+        (float32 [N, H, W, C] in the pixel range) and N fixed latent vectors (seed): a
+        training-curve number that does not depend on the training batches, written into each
+        export."""
         n = int(images.shape[0])
         z = tf.random.stateless_normal([n, self.latent_dim], seed=[seed, 11])
         real_sum = fake_sum = 0.0

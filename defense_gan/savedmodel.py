@@ -48,9 +48,10 @@ def save(folder: str, purifier, classifier, info: dict) -> dict:
     `info` (data set, checkpoints, ...) goes into defense_gan.json with the projection
     settings and the signatures. Returns what was written there."""
     module = DefenseModule(purifier, classifier)
+    shape = ", ".join(map(str, purifier.image_shape))
     full = {**info, "projection": dict(purifier.settings.__dict__),
             "precision": purifier.precision, "image_shape": list(purifier.image_shape),
-            "signatures": {name: {"inputs": {"images": f"float32 [N, {', '.join(map(str, purifier.image_shape))}] in [0, 1]",
+            "signatures": {name: {"inputs": {"images": f"float32 [N, {shape}] in [0, 1]",
                                               "seed": "int32 []: chunk k of "
                                               f"{purifier.settings.batch_size} images uses "
                                               "[seed, k]"}}

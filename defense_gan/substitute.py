@@ -121,7 +121,7 @@ def accuracy(model, x, y, batch_size: int = 500) -> float:
     return correct / len(x)
 
 
-# --- the resumable loop ----------------------------------------------------------------------------
+# --- the resumable loop -------------------------------------------------------------------------
 def _npz_bytes(**arrays) -> bytes:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)

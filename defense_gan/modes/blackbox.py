@@ -4,10 +4,11 @@ release ran it (its blackbox.py, after CleverHans' MNIST black-box tutorial).
 The oracle is `--model` behind `--defense`: none, adv_tr (the classifier adversarially trained
 at --adv_train_eps), defense_gan (with the plain classifier, Defense-GAN-Orig, or the one
 trained on reconstructions with --rec_classifier, Defense-GAN-Rec) or magnet (MagNet's
-reformer and detectors at --magnet_fpr, counted as MagNet counts). The attacker holds test[0:--sub_init_size] with
-their true labels, trains the substitute `--sub_model` for --sub_rounds rounds of
---sub_epochs epochs, doubling its points by Jacobian augmentation (--sub_lambda) between
-rounds and asking the oracle for the labels (only) of the new points; then crafts FGSM
+reformer and detectors at --magnet_fpr, counted as MagNet counts). The attacker holds
+test[0:--sub_init_size] with their true labels, trains the substitute `--sub_model` for
+--sub_rounds rounds of --sub_epochs epochs, doubling its points by Jacobian augmentation
+(--sub_lambda) between rounds and asking the oracle for the labels (only) of the new points;
+then crafts FGSM
 (--fgsm_eps) on the substitute for the --num_tests test images after the initial ones and
 hands them to the defense, evaluated with the flags' projection (L=200, R=10 by default).
 
