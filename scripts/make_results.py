@@ -48,14 +48,16 @@ PAPER_F_NO_ATTACK = {"mnist": {"orig": 0.9712, "rec": 0.9860},
                      "fashion_mnist": {"orig": 0.8373, "rec": 0.9145}}
 
 
-def paper_clean(model, variant, dataset="mnist"):
+def paper_clean(model, variant, dataset="mnist", attack="fgsm"):
     """The paper's Defense-GAN accuracy on unattacked images of `model` with the `variant`
-    classifier ("orig" or "rec"): Table 4's Defense-GAN-Rec for A-D (Rec only: Table 4 has no
-    Orig column), Tables 8/9 for F; else None."""
+    classifier ("orig" or "rec"): Table 4's Defense-GAN-Rec of `attack`'s table for A-D (Rec
+    only: Table 4 has no Orig column; the release's vanished gradient made it a clean-image
+    number, so it differs between attacks only by the paper's noise), Tables 8/9 for F; else
+    None."""
     if model == "F":
         return PAPER_F_NO_ATTACK[dataset][variant]
-    if variant == "rec" and model in PAPER_TABLE4[dataset]["fgsm"]:
-        return PAPER_TABLE4[dataset]["fgsm"][model][2]
+    if variant == "rec" and model in PAPER_TABLE4[dataset].get(attack, {}):
+        return PAPER_TABLE4[dataset][attack][model][2]
     return None
 
 
@@ -109,6 +111,19 @@ def pick(runs, model, attack, defense, gradient=None, adv_train_eps=None, varian
              and r["settings"].get("classifier_variant") == variant
              and r["settings"].get("precision", "float32") == "float32"]
     return results.most_images(cands)
+
+
+def rec_clean_run(runs, model, attack):
+    """The Defense-GAN-Rec run whose clean-image accuracy fills the DG-Rec clean rec. cell of
+    `attack`'s table: that attack's run, else another attack's (the clean images, their
+    projection and the Rec classifier do not depend on the attack, so one run per model
+    fills the column of every table)."""
+    for a in (attack, *(x for x in ATTACK_TITLES if x != attack)):
+        found = (pick(runs, model, a, "defense_gan", "classifier", variant="rec")
+                 or pick(runs, model, a, "defense_gan", "bpda", variant="rec"))
+        if found:
+            return found
+    return None
 
 
 def accuracy_text(run, key):
@@ -352,7 +367,7 @@ def paper_clean_rec(attack, model, dataset="mnist"):
     Tables 8/9's Defense-GAN-Orig for F, else (None, None)."""
     if model == "F":
         return paper_clean("F", "orig", dataset), "Orig"
-    value = paper_clean(model, "rec", dataset)
+    value = paper_clean(model, "rec", dataset, attack)
     return (value, "Rec") if value is not None else (None, None)
 
 
@@ -426,8 +441,7 @@ def build(runs, stale=(), sweeps=(), curves_dir=None, dataset="mnist"):
             none = pick(runs, model, attack, "none")
             dg_c = pick(runs, model, attack, "defense_gan", "classifier")
             dg_b = pick(runs, model, attack, "defense_gan", "bpda")
-            rec = (pick(runs, model, attack, "defense_gan", "classifier", variant="rec")
-                   or pick(runs, model, attack, "defense_gan", "bpda", variant="rec"))
+            rec = rec_clean_run(runs, model, attack)
             mag = magnet_run(runs, model, attack)
             adv3 = pick(runs, model, attack, "adv_tr", adv_train_eps=0.3)
             adv = pick(runs, model, attack, "adv_tr")
@@ -436,6 +450,7 @@ def build(runs, stale=(), sweeps=(), curves_dir=None, dataset="mnist"):
                 continue
             paper = table.get(attack, {}).get(model, (None,) * 5)
             rec_run = dg_c or dg_b
+            rec_paper = paper_clean(model, "rec", dataset, attack)
             l2 = " / ".join("·" if r is None else f"{r['metrics']['mean_l2']:.2f}"
                             for r in (none, dg_b))
             lines.append(
@@ -443,7 +458,7 @@ def build(runs, stale=(), sweeps=(), curves_dir=None, dataset="mnist"):
                 f"{cell(none or rec_run, 'clean_accuracy', paper[0])} | "
                 f"{cell(none, 'adversarial_accuracy', paper[1])} | "
                 f"{cell(rec_run, 'defended_clean_accuracy', paper_clean(model, 'orig', dataset))} | "
-                f"{cell(rec, 'defended_clean_accuracy', paper_clean(model, 'rec', dataset))} | "
+                f"{cell(rec, 'defended_clean_accuracy', rec_paper)} | "
                 f"{cell(dg_c, 'adversarial_accuracy')} | {bpda_cell(dg_b)} | "
                 f"{magnet_cell(mag, paper[3])} | "
                 f"{cell(adv3, 'adversarial_accuracy', paper[4])} | "

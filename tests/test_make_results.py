@@ -72,6 +72,19 @@ def test_orig_and_rec_clean_reconstructions_sit_beside_the_papers_orig_and_rec_v
     assert "| 0.900 [0.596, 0.982] n=10 (0.971) | · (0.986) |" in rows[1]
 
 
+def test_one_rec_run_fills_the_dg_rec_clean_column_of_every_attacks_table():
+    a_rec = run("defense_gan", SHIPPED, path="rec")
+    a_rec["settings"]["classifier_variant"] = "rec"
+    a_rec["metrics"]["defended_clean_accuracy"] = 0.8
+    cw = run("defense_gan", SHIPPED, path="cw")
+    cw["settings"]["attack"] = "cw"
+    text = make_results.build([run("defense_gan", SHIPPED), a_rec, cw])
+    rows = [x for x in text.splitlines() if x.startswith("| A | 10 |")]
+    assert len(rows) == 2  # the FGSM and the CW table, each beside its own paper value
+    assert "| 0.800 [0.490, 0.943] n=10 (0.988) |" in rows[0]
+    assert "| 0.800 [0.490, 0.943] n=10 (0.989) |" in rows[1]
+
+
 def test_magnet_and_both_adversarial_training_eps_fill_their_own_columns():
     mag = run("magnet", path="magnet", accuracy=1.0)
     mag["settings"]["gradient"] = "full"
