@@ -111,6 +111,15 @@ def test_detect_projects_blackbox_images_with_their_test_indices(detect_run):
     assert np.mean([r["mse_adv"] for r in records]) > np.mean([r["mse_clean"] for r in records])
 
 
+def test_a_blackbox_runs_substitute_settings_give_its_model_in_the_label(tmp_path):
+    from defense_gan.modes import detect
+    settings = {"attack": "fgsm", "fgsm_eps": 0.3,
+                "substitute": {"model": "B", "epochs": 10, "lambda": 0.1}}
+    source = detect.Source(str(tmp_path), "projected",
+                           {"settings": settings, "flags": {"mode": "blackbox"}})
+    assert detect._label(source) == "black-box FGSM eps 0.3, substitute B"
+
+
 def test_detect_threshold_is_chosen_on_validation(detect_run):
     _, result, _ = detect_run
     t = result["threshold"]

@@ -146,7 +146,10 @@ def _label(source: Source) -> str:
         text += f" eps {eps:g}"
     if mode != "blackbox" and s.get("gradient"):
         text += f" ({s['gradient'].upper() if s['gradient'] == 'bpda' else s['gradient']})"
-    substitute = s.get("substitute") or s.get("substitute_model") or flags.get("substitute_model")
+    substitute = (s.get("substitute") or s.get("substitute_model") or flags.get("sub_model")
+                  or flags.get("substitute_model"))
+    if isinstance(substitute, dict):  # a --mode=blackbox run's settings: the substitute's facts
+        substitute = substitute.get("model")
     if mode == "blackbox" and substitute:
         text += f", substitute {substitute}"
     if eps is None and attack != "cw":
