@@ -135,6 +135,16 @@ class Projector(tf.Module):
         return self._project(tf.convert_to_tensor(x, tf.float32),
                              tf.convert_to_tensor(seed, tf.int32))
 
+    def _start(self, x, seed):
+        """(targets, z0, velocity0) of a batch: each image tiled R times ([B*R, H, W, C],
+        image-major), z0 ~ N(0, 1/latent_dim) from the stateless `seed`, zero momentum. Every
+        projection starts here, so projections with the same seed share their restarts."""
+        s = self.settings
+        targets = tf.repeat(x, s.rec_rr, axis=0)
+        z = tf.random.stateless_normal([s.batch_size * s.rec_rr, self.latent_dim], seed=seed,
+                                       stddev=1.0 / self.latent_dim ** 0.5)
+        return targets, z, tf.zeros_like(z)
+
     def _restart_mse(self, z, targets):
         rec = self.generator(z, training=False)
         return tf.reduce_mean(tf.square(rec - targets), axis=[1, 2, 3])
@@ -167,10 +177,7 @@ class Projector(tf.Module):
         """
         s = self.settings
         batch, restarts = s.batch_size, s.rec_rr
-        targets = tf.repeat(x, restarts, axis=0)
-        z = tf.random.stateless_normal([batch * restarts, self.latent_dim], seed=seed,
-                                       stddev=1.0 / self.latent_dim ** 0.5)
-        velocity = tf.zeros_like(z)
+        targets, z, velocity = self._start(x, seed)
         for _ in range(s.rec_iters):  # unrolled in the graph: the outer tape sees every step
             with tf.GradientTape() as inner:
                 inner.watch(z)
@@ -185,10 +192,7 @@ class Projector(tf.Module):
         self.traces += 1
         s = self.settings
         batch, restarts = s.batch_size, s.rec_rr
-        targets = tf.repeat(x, restarts, axis=0)           # [B*R, H, W, C], image-major
-        z = tf.random.stateless_normal([batch * restarts, self.latent_dim], seed=seed,
-                                       stddev=1.0 / self.latent_dim ** 0.5)
-        velocity = tf.zeros_like(z)
+        targets, z, velocity = self._start(x, seed)
         z, velocity = self._descend(z, velocity, targets, s.prune_step())
         if s.pruning:
             # Keep the rec_keep restarts of each image with the lowest MSE (ties: lower index).
@@ -246,10 +250,8 @@ class SnapshotProjector:
     def _project_impl(self, x, seed):
         p, s = self.projector, self.settings
         batch, restarts = s.batch_size, s.rec_rr
-        targets = tf.repeat(x, restarts, axis=0)
-        z = tf.random.stateless_normal([batch * restarts, p.latent_dim], seed=seed,
-                                       stddev=1.0 / p.latent_dim ** 0.5)
-        velocity, done, outs = tf.zeros_like(z), 0, []
+        targets, z, velocity = p._start(x, seed)
+        done, outs = 0, []
         for step in self.steps + (s.rec_iters,):
             z, velocity = p._descend(z, velocity, targets, step - done)
             done = step

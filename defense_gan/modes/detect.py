@@ -389,9 +389,10 @@ def run(cfg: Config) -> None:
                                              rec_prune_at=cfg.rec_prune_at, rec_keep=cfg.rec_keep)
     projector = projection.Projector(generator, splits.image_shape,
                                      int(g_manifest.get("latent_dim", 128)), settings)
+    snapshot_steps = parse_snapshots(cfg)
     snapshots = None
-    if parse_snapshots(cfg):
-        projector = snapshots = projection.SnapshotProjector(projector, parse_snapshots(cfg))
+    if snapshot_steps:
+        projector = snapshots = projection.SnapshotProjector(projector, snapshot_steps)
     cache_parent = os.path.dirname(results_dir)
     # Projection speed of each stage computed here (None: all of it came from the cache).
     timing = {"clean_test_projection_seconds": 0.0, "clean_test_projected_images": 0,
@@ -446,7 +447,7 @@ def run(cfg: Config) -> None:
                      "detect_val": n_val, "detect_fpr": cfg.detect_fpr,
                      "rec_prune_at": cfg.rec_prune_at,
                      "rec_keep": cfg.rec_keep if cfg.rec_prune_at else None,
-                     "snapshots_cached_for_rec_iters": list(parse_snapshots(cfg)),
+                     "snapshots_cached_for_rec_iters": list(snapshot_steps),
                      "checkpoints": {
                          "generator": {"folder": g_manifest["folder"],
                                        "sha256": g_manifest["files"],
