@@ -30,10 +30,14 @@ if on baselines; then  # no projection: seconds to minutes
     wb --defense=none --attack=pgd --model="$m" --sweep_eps="$SWEEP"
     wb --defense=none --attack=pgd --pgd_norm=l2 --model="$m" --sweep_eps="$SWEEP_L2"
   done
-  # Adversarially trained checkpoints ship for A (and B) only.
-  wb --defense=adv_tr --attack=pgd --model=A
-  wb --defense=adv_tr --attack=pgd --pgd_norm=l2 --pgd_eps_l2="$L2" --model=A
-  wb --defense=adv_tr --attack=pgd --model=A --sweep_eps="$SWEEP"
+  # Adversarial training (A-D ship at eps 0.15 and 0.3; F has none, as in the paper): model A,
+  # both training eps, the 0.3 one matching the attack's budget.
+  for adv_eps in 0.3 0.15; do
+    wb --defense=adv_tr --adv_train_eps="$adv_eps" --attack=pgd --model=A
+    wb --defense=adv_tr --adv_train_eps="$adv_eps" --attack=pgd --pgd_norm=l2 \
+      --pgd_eps_l2="$L2" --model=A
+    wb --defense=adv_tr --adv_train_eps="$adv_eps" --attack=pgd --model=A --sweep_eps="$SWEEP"
+  done
 fi
 if on classifier; then  # attack on the undefended classifier, 2-3 projections per image
   for m in A F; do
