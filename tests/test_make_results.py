@@ -186,3 +186,19 @@ def test_sweeps_become_a_curve_png_and_a_table(tmp_path):
     png = tmp_path / "curves_A_pgd_linf.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| no defense | 0.800 n=10 | 0.200 n=10 |" in text
+
+
+def test_classifiers_reason_names_the_models_below_and_above_the_paper_beyond_the_interval():
+    # Fashion-MNIST paper No-attack: A 0.934, B 0.747, C 0.933, D 0.892.
+    text = make_results.classifiers_bullet({"A": 0.912, "B": 0.788, "C": 0.933}, "fashion_mnist")
+    assert "checkpoints/fashion_mnist/classifier_*" in text
+    assert "A 0.912 (0.934), B 0.788 (0.747), C 0.933 (0.933)." in text
+    assert "beyond the 95% interval: A." in text and "Above it beyond the interval: B." in text
+
+
+def test_classifiers_reason_is_built_from_the_shipped_manifests_of_its_dataset():
+    text = make_results.whitebox_text("fashion_mnist",
+                                      os.path.join(REPO, "results", "fashion_mnist", "whitebox"),
+                                      os.path.join(REPO, "checkpoints", "fashion_mnist", "gan"))
+    bullet = next(x for x in text.splitlines() if x.startswith("- **Classifiers**"))
+    assert "checkpoints/fashion_mnist/" in bullet and " B 0.788 (0.747)" in bullet
