@@ -11,8 +11,8 @@ import results_detection  # noqa: E402
 
 
 def fake_detect(root, folder, L, R, auc, clean_acc, adv_acc, n=500,
-                label="black-box FGSM eps 0.3, substitute E"):
-    curve = {"label": label, "n_attacked": n, "n_clean": n,
+                label="black-box FGSM eps 0.3, substitute E", source=None):
+    curve = {"label": label, "n_attacked": n, "n_clean": n, "folder": source,
              "auc": auc, "auc_ci95": [auc - 0.01, auc + 0.005], "detection_rate": 0.9,
              "detection_rate_ci95": [0.87, 0.92], "test_clean_fpr": 0.05,
              "test_clean_fpr_ci95": [0.03, 0.07],
@@ -66,3 +66,31 @@ def test_the_roc_run_in_the_sweep_folder_is_a_detection_row_not_a_sweep_cell(tmp
     assert "| 0.914 |" in roc_row and "roc_eps_L200_R10_n500" in roc_row
     row200 = next(line for line in text.splitlines() if line.startswith("| 200 |"))
     assert "0.944" not in row200  # the sweep's L=200 cell stays empty
+
+
+def test_table_10_says_what_the_attack_does_without_the_defense_and_where_the_gap_comes_from(
+        tmp_path):
+    root = str(tmp_path)
+    source = "results/mnist/blackbox/F_none_subE_eps0.3_n500"
+    os.makedirs(os.path.join(root, source))
+    with open(os.path.join(root, source, "results.json"), "w") as f:
+        json.dump({"metrics": {"adversarial_accuracy": 0.71, "num_images": 500,
+                               "adversarial_accuracy_ci95": [0.669, 0.748],
+                               "clean_accuracy": 0.98, "substitute_accuracy": 0.754}}, f)
+    # Paper, L=100, R=1, Orig: 0.6436 no attack, 0.5011 attacked.
+    fake_detect(root, "results/mnist/sweeps/orig_L100_R1_n500", 100, 1, 0.98, 0.916, 0.802,
+                source=source)
+    fake_detect(root, "results/mnist/sweeps/orig_L100_R2_n500", 100, 2, 0.99, 0.96, 0.84,
+                source=source)
+    text = results_detection.section(root)
+    assert "classifier F keeps 0.710 [0.669, 0.748] n=500" in text
+    assert "The attack is weak against F" in text
+    assert "R=1 our Orig accuracy is 0.916 with no attack and 0.802 attacked" in text
+    assert "(+0.272 and +0.301): the attacked column's gap is the no-attack one's" in text
+
+
+def test_table_10_makes_no_claim_about_the_gap_when_the_attacked_one_differs(tmp_path):
+    root = str(tmp_path)
+    fake_detect(root, "results/mnist/sweeps/orig_L100_R1_n500", 100, 1, 0.98, 0.916, 0.55)
+    text = results_detection.section(root)
+    assert "(+0.272 and +0.049)." in text and "gap is the no-attack" not in text
