@@ -604,9 +604,8 @@ def main():
                               os.path.join(args.checkpoints, dataset, "gan"))
         parts.append(white)
         parts.append(results_blackbox.section(REPO, dataset))
-        if dataset == "mnist":
-            # Detection, Tables 8 and 10, Table 13 (scripts/results_detection.py).
-            parts.append(results_detection.section(REPO))
+        # Detection and the L / R sweeps (MNIST: Tables 8, 10 and 13; Fashion-MNIST: 9, 11).
+        parts.append(results_detection.section(REPO, dataset))
     parts.append(results_checkpoints.section(args.checkpoints))
     write_text_atomic(args.out, "\n".join(p for p in parts if p))
     print(f"wrote {args.out}")

@@ -20,8 +20,6 @@ sys.path.insert(0, REPO)
 
 from defense_gan.files import write_bytes_atomic  # noqa: E402
 
-LS = (25, 50, 100, 200, 400, 800, 1600)
-RS = (1, 2, 5, 10, 20)
 # Paper, MNIST, model F, FGSM black-box eps 0.3, substitute E: (Rec no attack, Orig no attack,
 # Rec attacked, Orig attacked) mean±std as printed, and the detection AUC of the Figs 4-5
 # legends (None where the PDF's legend has no entry).
@@ -39,9 +37,42 @@ PAPER_TABLE10 = {1: ("0.7035±0.0035", "0.6436±0.0017", "0.5329±0.0094", "0.50
                  20: ("0.9966±0.0009", "0.9753±0.0010", "0.9456±0.0031", "0.9310±0.0023", None)}
 # Fig 4/5 legend, MNIST, L=400, R=10, black-box FGSM: AUC per eps (0.30 has no entry).
 PAPER_EPS_AUC = {0.1: 0.914, 0.15: 0.975, 0.2: 0.989, 0.25: 0.998, 0.3: None}
-SWEEPS = os.path.join("results", "mnist", "sweeps")
-DETECT = os.path.join("results", "mnist", "detect")
-SWEEP_CMD = "scripts/run_sweeps.sh"
+# Fashion-MNIST: Tables 9 (vary L, R=10) and 11 (vary R, L=100; no R=20 row), the same columns;
+# AUCs from the Fig 5 legends (None: no entry), and per eps at L=200, R=10.
+PAPER_TABLE9 = {25: ("0.8037±0.0050", "0.7595±0.0009", "0.4040±0.0149", "0.3910±0.0119", 0.935),
+                50: ("0.8676±0.0018", "0.7898±0.0016", "0.4412±0.0023", "0.3980±0.0114", 0.954),
+                100: ("0.9101±0.0032", "0.8190±0.0043", "0.4808±0.0088", "0.4221±0.0255", 0.965),
+                200: ("0.9145±0.0014", "0.8373±0.0054", "0.5119±0.0038", "0.4594±0.0056", None),
+                400: ("0.9490±0.0013", "0.8557±0.0049", "0.5126±0.0096", "0.4754±0.0102", 0.983),
+                800: ("0.9588±0.0065", "0.8832±0.0042", "0.5520±0.0098", "0.4644±0.0092", 0.987),
+                1600: ("0.9640±0.0010", "0.9125±0.0040", "0.5335±0.0226", "0.4952±0.0155",
+                       None)}
+PAPER_TABLE11 = {1: ("0.8425±0.0008", "0.5597±0.0015", "0.3504±0.0102", "0.3380±0.0043", 0.794),
+                 2: ("0.8994±0.0051", "0.7793±0.0023", "0.4050±0.0148", "0.3508±0.0167", 0.876),
+                 5: ("0.9260±0.0028", "0.6726±0.0006", "0.4521±0.0177", "0.4024±0.0085", 0.945),
+                 10: ("0.9101±0.0032", "0.8190±0.0043", "0.4808±0.0088", "0.4221±0.0255", 0.965)}
+PAPER_EPS_AUC_FASHION = {0.1: 0.775, 0.15: 0.884, 0.2: 0.94, 0.25: 0.969, 0.3: 0.985}
+# Per dataset: its name, the L and R tables (number, paper values; the rows are the paper's),
+# the figure whose legends hold the AUCs, and the L of its per-eps AUCs.
+DATASETS = {
+    "mnist": {"name": "MNIST", "L": ("Table 8", PAPER_TABLE8), "R": ("Table 10", PAPER_TABLE10),
+              "fig": "Figs 4-5", "eps_auc": PAPER_EPS_AUC, "eps_auc_L": 400},
+    "fashion_mnist": {"name": "Fashion-MNIST", "L": ("Table 9", PAPER_TABLE9),
+                      "R": ("Table 11", PAPER_TABLE11), "fig": "Figs 4-5",
+                      "eps_auc": PAPER_EPS_AUC_FASHION, "eps_auc_L": 200},
+}
+
+
+def sweeps_dir(dataset: str = "mnist") -> str:
+    return os.path.join("results", dataset, "sweeps")
+
+
+def detect_dir(dataset: str = "mnist") -> str:
+    return os.path.join("results", dataset, "detect")
+
+
+def sweep_cmd(dataset: str = "mnist") -> str:
+    return ("" if dataset == "mnist" else f"DATASET={dataset} ") + "scripts/run_sweeps.sh"
 
 
 def _load(path):
@@ -65,12 +96,13 @@ def _paper(v):
     return "-" if v is None else str(v)
 
 
-def detection_table(root: str) -> str:
-    """One row per curve of every detect run under results/mnist/detect, and of the ROC run
-    per eps under results/mnist/sweeps (roc_*: there it shares the sweep's projection cache)."""
+def detection_table(root: str, dataset: str = "mnist") -> str:
+    """One row per curve of every detect run under results/<dataset>/detect, and of the ROC run
+    per eps under results/<dataset>/sweeps (roc_*: there it shares the sweep's projection
+    cache)."""
     rows = []
-    paths = sorted(glob.glob(os.path.join(root, DETECT, "*", "results.json"))) + sorted(
-        glob.glob(os.path.join(root, SWEEPS, "roc_*", "results.json")))
+    paths = sorted(glob.glob(os.path.join(root, detect_dir(dataset), "*", "results.json"))) + \
+        sorted(glob.glob(os.path.join(root, sweeps_dir(dataset), "roc_*", "results.json")))
     for path in paths:
         r = _load(path)
         if not r:
@@ -80,7 +112,7 @@ def detection_table(root: str) -> str:
         for c in r["curves"]:
             rows.append(
                 f"| {c['label']} | {s['rec_iters']} | {s['rec_rr']} | {c['n_attacked']} | "
-                f"{_ci(c['auc'], c['auc_ci95'])} | {paper_auc(c['label'])} | "
+                f"{_ci(c['auc'], c['auc_ci95'])} | {paper_auc(c['label'], dataset)} | "
                 f"{_ci(c['detection_rate'], c['detection_rate_ci95'])} | "
                 f"{_ci(c['test_clean_fpr'], c['test_clean_fpr_ci95'])} | "
                 f"{t['target_fpr']:g} on {t['validation_n']} | "
@@ -90,25 +122,27 @@ def detection_table(root: str) -> str:
                         f"| - | - | - | - | {_ci(t['test_clean_fpr'], t['test_clean_fpr_ci95'])} | "
                         f"{t['target_fpr']:g} on {t['validation_n']} | {run} |")
     if not rows:
-        return ("No detect run yet: `python main.py --mode=detect --model=F --num_tests=200`.\n")
-    return ("| attack (model F) | L | R | n | AUC [bootstrap 95%] | paper AUC (L=400) | "
+        return ("No detect run yet: `python main.py --flagfile=flags/{dataset}.cfg --mode=detect "
+                "--model=F --num_tests=200`.\n".replace("{dataset}", dataset))
+    return (f"| attack (model F) | L | R | n | AUC [bootstrap 95%] | paper AUC "
+            f"(L={DATASETS[dataset]['eps_auc_L']}) | "
             "detected at the threshold [Wilson 95%] | clean test flagged | target FPR on "
             "validation images | run |\n|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
-def paper_auc(label: str) -> str:
-    """The Fig 4 legend's AUC for a black-box FGSM curve of that eps, else '-' (the paper has
-    no AUC for white-box attacks)."""
+def paper_auc(label: str, dataset: str = "mnist") -> str:
+    """The Fig 4 (5) legend's AUC for a black-box FGSM curve of that eps, else '-' (the paper
+    has no AUC for white-box attacks)."""
     if not label.startswith("black-box FGSM eps "):
         return "-"
     eps = float(label.split("eps ")[1].split()[0].rstrip(","))
-    return _paper(PAPER_EPS_AUC.get(round(eps, 2)))
+    return _paper(DATASETS[dataset]["eps_auc"].get(round(eps, 2)))
 
 
-def sweep_cells(root: str) -> dict:
+def sweep_cells(root: str, dataset: str = "mnist") -> dict:
     """{(classifier 'orig'|'rec', L, R): (results.json, its eps-0.3 curve)}."""
     cells = {}
-    for path in glob.glob(os.path.join(root, SWEEPS, "*", "results.json")):
+    for path in glob.glob(os.path.join(root, sweeps_dir(dataset), "*", "results.json")):
         r = _load(path)
         name = os.path.basename(os.path.dirname(path))
         if not r or not r["curves"] or not name.startswith(("orig_", "rec_")):
@@ -144,7 +178,7 @@ def sweep_table(cells: dict, values, vary: str, paper: dict) -> str:
     return head + "\n".join(rows) + "\n"
 
 
-def attack_note(cells: dict, root: str) -> str:
+def attack_note(cells: dict, root: str, dataset: str = "mnist") -> str:
     """What the sweeps' attacked images do to classifier F without the defense (the paper does
     not report it), read from the black-box run that made them, and the no-attack gap to the
     paper at the smallest R, which the attacked columns follow."""
@@ -163,12 +197,13 @@ def attack_note(cells: dict, root: str) -> str:
                      + (" The attack is weak against F, so the attacked columns depend mostly on "
                         "how well the projection reconstructs." if
                         m["adversarial_accuracy_ci95"][0] > 0.5 else ""))
-    small = [k for k in cells if k[0] == "orig" and k[1] == 100 and k[2] in PAPER_TABLE10]
+    paper_r = DATASETS[dataset]["R"][1]
+    small = [k for k in cells if k[0] == "orig" and k[1] == 100 and k[2] in paper_r]
     if small:
         key = min(small, key=lambda k: k[2])
         acc = cells[key][2]["accuracy"]
         clean, attacked = acc["defended_clean_accuracy"], acc["adversarial_accuracy"]
-        paper_clean, paper_attacked = (float(PAPER_TABLE10[key[2]][i].split("±")[0])
+        paper_clean, paper_attacked = (float(paper_r[key[2]][i].split("±")[0])
                                        for i in (1, 3))
         notes.append(f"At L=100, R={key[2]} our Orig accuracy is {clean:.3f} with no attack and "
                      f"{attacked:.3f} attacked, against the paper's {paper_clean:.3f} and "
@@ -203,42 +238,53 @@ def timing_table(root: str) -> str:
     return text
 
 
-def section(root: str = REPO) -> str:
-    """The Markdown of the three sections (detection, Tables 8 and 10, Table 13)."""
-    cells = sweep_cells(root)
-    png = os.path.join(SWEEPS, "sweeps.png")
-    out = ["## Detection by the reconstruction error (Figs 4-5)\n",
+def section(root: str = REPO, dataset: str = "mnist") -> str:
+    """The Markdown of the detection and L / R sweep sections of one data set (MNIST: Figs 4,
+    Tables 8 and 10, then Table 13, which covers both data sets; Fashion-MNIST: Fig 5, Tables 9
+    and 11)."""
+    spec = DATASETS[dataset]
+    cells = sweep_cells(root, dataset)
+    png = os.path.join(sweeps_dir(dataset), "sweeps.png")
+    (l_table, l_paper), (r_table, r_paper) = spec["L"], spec["R"]
+    env = "" if dataset == "mnist" else f"DATASET={dataset} "
+    auc = spec["eps_auc"]
+    missing = [f"{e:.2f}" for e, a in auc.items() if a is None]
+    out = [f"## {spec['name']}: detection by the reconstruction error ({spec['fig']})\n",
            "The statistic is the per-pixel MSE of the projection; an input is flagged when it "
            "exceeds a threshold chosen on clean validation images for the target false positive "
            "rate (`--detect_fpr`, 0.05). Negatives: the clean test images of the same indices. "
            "AUC with a percentile bootstrap 95% interval, rates with Wilson intervals. White-box "
            "rows reuse the per-example MSEs of the white-box runs (same generator, L, R). "
-           "The paper reports AUCs only for black-box FGSM (MNIST, L=400, R=10: "
-           + ", ".join(f"eps {e:g} {_paper(a)}" for e, a in PAPER_EPS_AUC.items() if a)
-           + "; no eps 0.30 entry). Command: `python main.py --mode=detect --model=F "
-           "--num_tests=200 [--adv_sources=<blackbox run dirs>]`; black-box FGSM at each eps: "
-           "`scripts/run_sweeps.sh blackbox` then `scripts/run_sweeps.sh eps`; ROC curves: "
-           "`roc.png` in each run folder.\n",
-           detection_table(root),
-           "\n## Tables 8 and 10: MNIST, model F, black-box FGSM eps 0.3 (substitute E), "
-           "varying L and R\n",
+           f"The paper reports AUCs only for black-box FGSM ({spec['name']}, "
+           f"L={spec['eps_auc_L']}, R=10: "
+           + ", ".join(f"eps {e:g} {_paper(a)}" for e, a in auc.items() if a)
+           + (f"; no eps {', '.join(missing)} entry" if missing else "")
+           + f"). Command: `python main.py --flagfile=flags/{dataset}.cfg --mode=detect "
+           "--model=F --num_tests=200 [--adv_sources=<blackbox run dirs>]`; black-box FGSM at "
+           f"each eps: `{env}scripts/run_sweeps.sh blackbox` then `{env}scripts/run_sweeps.sh "
+           "eps`; ROC curves: `roc.png` in each run folder.\n",
+           detection_table(root, dataset),
+           f"\n## Tables {l_table.split()[1]} and {r_table.split()[1]}: {spec['name']}, model F, "
+           "black-box FGSM eps 0.3 (substitute E), varying L and R\n",
            "One detect run per (L, R) gives the accuracy of classifier F on reconstructions of "
            "clean and attacked test images (Wilson 95%) and the detection AUC (bootstrap 95%). "
-           "Paper values are mean±std as printed; paper AUCs are the Fig 4 legends. "
-           f"Command: `{SWEEP_CMD}`"
+           f"Paper values are mean±std as printed; paper AUCs are the {spec['fig']} legends. "
+           f"Command: `{sweep_cmd(dataset)}`"
            + (f"; plot: ![accuracy and AUC vs L and R]({png})" if os.path.isfile(
                os.path.join(root, png)) else "") + ".\n",
-           "**Table 8 (R = 10)**\n", sweep_table(cells, LS, "L", PAPER_TABLE8),
-           "\n**Table 10 (L = 100)**\n", sweep_table(cells, RS, "R", PAPER_TABLE10),
-           attack_note(cells, root) + "\n",
-           "\n## Table 13: reconstruction time\n", timing_table(root)]
+           f"**{l_table} (R = 10)**\n", sweep_table(cells, tuple(l_paper), "L", l_paper),
+           f"\n**{r_table} (L = 100)**\n", sweep_table(cells, tuple(r_paper), "R", r_paper),
+           attack_note(cells, root, dataset) + "\n"]
+    if dataset == "mnist":
+        out += ["\n## Table 13: reconstruction time\n", timing_table(root)]
     return "\n".join(out)
 
 
-def plot(root: str = REPO, path: str | None = None) -> str | None:
+def plot(root: str = REPO, path: str | None = None, dataset: str = "mnist") -> str | None:
     """Accuracy (Orig/Rec, no attack/attacked) and AUC vs L and vs R, ours beside the paper's,
     as one PNG. Returns its path, or None when no sweep run exists."""
-    cells = sweep_cells(root)
+    spec = DATASETS[dataset]
+    cells = sweep_cells(root, dataset)
     if not cells:
         return None
     import io
@@ -248,7 +294,8 @@ def plot(root: str = REPO, path: str | None = None) -> str | None:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), dpi=110, sharey="row")
     for col, (vary, values, paper, fixed) in enumerate(
-            [("L", LS, PAPER_TABLE8, 10), ("R", RS, PAPER_TABLE10, 100)]):
+            [("L", tuple(spec["L"][1]), spec["L"][1], 10),
+             ("R", tuple(spec["R"][1]), spec["R"][1], 100)]):
         def key(v):
             return (v, fixed) if vary == "L" else (fixed, v)
         for clf, style in (("orig", "-"), ("rec", "--")):
@@ -269,7 +316,7 @@ def plot(root: str = REPO, path: str | None = None) -> str | None:
                           label="ours")
         pv = [(v, paper[v][4]) for v in values if paper[v][4] is not None]
         axes[1, col].plot([v for v, _ in pv], [a for _, a in pv], ":x", color="C2", alpha=0.6,
-                          label="paper (Fig 4 legend)")
+                          label=f"paper ({spec['fig']} legend)")
         for row in (0, 1):
             axes[row, col].set_xscale("log")
             axes[row, col].set_xticks(values, [str(v) for v in values])
@@ -280,12 +327,13 @@ def plot(root: str = REPO, path: str | None = None) -> str | None:
         axes[1, col].legend(fontsize=7)
     axes[0, 0].set_ylabel("accuracy on reconstructions")
     axes[1, 0].set_ylabel("detection AUC (MSE)")
-    fig.suptitle("MNIST, classifier F, black-box FGSM eps 0.3 (substitute E)", fontsize=10)
+    fig.suptitle(f"{spec['name']}, classifier F, black-box FGSM eps 0.3 (substitute E)",
+                 fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    path = path or os.path.join(root, SWEEPS, "sweeps.png")
+    path = path or os.path.join(root, sweeps_dir(dataset), "sweeps.png")
     write_bytes_atomic(path, buf.getvalue())
     return path
 
@@ -293,10 +341,11 @@ def plot(root: str = REPO, path: str | None = None) -> str | None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plot", action="store_true", help="write the sweep PNG first")
+    parser.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
     args = parser.parse_args()
     if args.plot:
-        print(f"<!-- plot: {plot() or 'no sweep runs yet'} -->")
-    print(section())
+        print(f"<!-- plot: {plot(dataset=args.dataset) or 'no sweep runs yet'} -->")
+    print(section(dataset=args.dataset))
 
 
 if __name__ == "__main__":

@@ -1,40 +1,50 @@
 #!/usr/bin/env bash
-# Detection (Figs 4-5) and the L / R sweeps (Tables 8 and 10) for MNIST, model F, black-box
-# FGSM crafted on substitute E, behind the Detection section of RESULTS.md. Each (L, R) is ONE
+# Detection (Figs 4-5) and the L / R sweeps (Tables 8 and 10 for MNIST; DATASET=fashion_mnist:
+# Tables 9 and 11, which has no R=20 row), model F, black-box FGSM crafted on substitute E,
+# behind the Detection sections of RESULTS.md. Each (L, R) is ONE
 # detect run: it projects --num_tests validation images (the threshold), the clean test images
 # and the attacked images once, and its results.json holds the accuracies of classifier F on
 # the reconstructions (no attack, attacked) and the detection AUC. Projections are cached per
-# batch under results/mnist/sweeps/.projection_cache, so the script resumes where it was killed,
+# batch under results/<dataset>/sweeps/.projection_cache, so it resumes where it was killed,
 # and the Defense-GAN-Rec runs (second classifier, same projections) project nothing again.
 #
-#   scripts/run_sweeps.sh [stage]    stage: blackbox | L | R | eps | all (default, that order)
+#   [DATASET=fashion_mnist] scripts/run_sweeps.sh [stage]
+#     stage: blackbox | L | R | eps | all (default, that order)
 #     blackbox  the black-box runs the sweeps attack with: model F, substitute E (labelled
 #               through Defense-GAN as in the release, shared by the five runs), FGSM eps 0.3
 #               and, for the ROC figure, 0.1 0.15 0.2 0.25; N test images each (adversarial.npz)
 #     L, R      Tables 8 and 10 on the eps 0.3 run; eps: the ROC figure (L=200, R=10)
 #   Overrides: BB=<black-box run dir at eps 0.3>, REC=<Rec classifier F dir, or - for Orig only>
-#   (default checkpoints/mnist/classifier_F_rec), EPS_DIRS=<comma-separated run dirs>, N (500).
+#   (default checkpoints/<dataset>/classifier_F_rec), EPS_DIRS=<comma-separated run dirs>,
+#   N (500).
 #
 # Cost (fp32, 2-core Zen 5 idle: 3.5e-4 to 4.2e-4 s per image per L*R step-restart, Table 13's
 # L=100 and L=200 cells at R=10): each cell projects N validation, N + 150 clean test (the first
 # N and those the attack used, test[150:150+N]) and N attacked images, so N=500: the substitute
 # about 15 min, the L sweep about 2.8 h (one projection at L=1600 serves every L; one per L
 # would take 5.5 h), the R sweep (L=100) about 0.6 h, eps about 0.5 h. Twice that on one core.
-# Then `python scripts/results_detection.py` prints the Markdown and writes the sweep PNG.
+# Then `python scripts/results_detection.py [--dataset=...]` prints the Markdown and writes the
+# sweep PNG.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage="${1:-all}"
 N="${N:-500}"
-out=results/mnist/sweeps
-bb_dir() { echo "results/mnist/blackbox/F_none_subE_oracleL100R10_prune0.25k2_eps$1_n$N"; }
+DATASET="${DATASET:-mnist}"
+[[ -f "flags/$DATASET.cfg" ]] || { echo "error: DATASET: no flags/$DATASET.cfg" >&2; exit 2; }
+case "$DATASET" in
+  fashion_mnist) RS="1 2 5 10" ;;  # Table 11 has no R=20 row
+  *) RS="1 2 5 10 20" ;;
+esac
+out="results/$DATASET/sweeps"
+bb_dir() { echo "results/$DATASET/blackbox/F_none_subE_oracleL100R10_prune0.25k2_eps$1_n$N"; }
 bb="${BB:-$(bb_dir 0.3)}"
-rec="${REC:-checkpoints/mnist/classifier_F_rec}"
+rec="${REC:-checkpoints/$DATASET/classifier_F_rec}"
 EPS_DIRS="${EPS_DIRS:-$(bb_dir 0.1),$(bb_dir 0.15),$(bb_dir 0.2),$(bb_dir 0.25),$(bb_dir 0.3)}"
 on() { [[ "$stage" == "$1" || "$stage" == all ]]; }
 
 if on blackbox; then
   for eps in 0.3 0.1 0.15 0.2 0.25; do
-    python main.py --flagfile=flags/mnist.cfg --mode=blackbox --defense=none --model=F \
+    python main.py --flagfile="flags/$DATASET.cfg" --mode=blackbox --defense=none --model=F \
       --sub_model=E --fgsm_eps="$eps" --num_tests="$N" --results_dir="$(bb_dir "$eps")"
   done
 fi
@@ -47,7 +57,7 @@ fi
 cell() {  # cell L R [flags of the Orig run]: Orig (and Rec) at one (L, R)
   local L="$1" R="$2"
   shift 2
-  local common=(--flagfile=flags/mnist.cfg --mode=detect --model=F --num_tests="$N"
+  local common=(--flagfile="flags/$DATASET.cfg" --mode=detect --model=F --num_tests="$N"
                 --detect_val="$N" --rec_iters="$L" --rec_rr="$R" --nodetect_whitebox
                 --adv_sources="$bb")
   python main.py "${common[@]}" "$@" --results_dir="$out/orig_L${L}_R${R}_n${N}"
@@ -63,15 +73,15 @@ if on L; then   # Table 8: L with R=10
   cell 1600 10 --rec_iters_snapshots=25,50,100,200,400,800
   for L in 25 50 100 200 400 800; do cell "$L" 10; done
 fi
-if on R; then   # Table 10: R with L=100 (R=10 done above)
-  for R in 1 2 5 10 20; do cell 100 "$R"; done
+if on R; then   # Table 10 (11): R with L=100 (R=10 reads the L stage's cache)
+  for R in $RS; do cell 100 "$R"; done
 fi
 if on eps; then
   # The ROC figure per eps (Figs 4-5 show MNIST at L=400; the project's default is L=200).
   # In the sweep's folder, so the validation, clean and eps 0.3 projections of its L=200 cell
   # are reused from the cache.
-  python main.py --flagfile=flags/mnist.cfg --mode=detect --model=F --num_tests="$N" \
+  python main.py --flagfile="flags/$DATASET.cfg" --mode=detect --model=F --num_tests="$N" \
     --detect_val="$N" --nodetect_whitebox --adv_sources="$EPS_DIRS" \
     --results_dir="$out/roc_eps_L200_R10_n${N}"
 fi
-python scripts/results_detection.py --plot
+python scripts/results_detection.py --plot --dataset="$DATASET"

@@ -94,3 +94,19 @@ def test_table_10_makes_no_claim_about_the_gap_when_the_attacked_one_differs(tmp
     fake_detect(root, "results/mnist/sweeps/orig_L100_R1_n500", 100, 1, 0.98, 0.916, 0.55)
     text = results_detection.section(root)
     assert "(+0.272 and +0.049)." in text and "gap is the no-attack" not in text
+
+
+def test_fashion_mnist_cells_sit_beside_tables_9_and_11_and_its_own_eps_aucs(tmp_path):
+    root = str(tmp_path)
+    fake_detect(root, "results/fashion_mnist/sweeps/orig_L25_R10_n500", 25, 10, 0.9, 0.75, 0.4)
+    fake_detect(root, "results/fashion_mnist/sweeps/roc_eps_L200_R10_n500", 200, 10, 0.8, 0.8,
+                0.5, label="black-box FGSM eps 0.1, substitute E")
+    fake_detect(root, "results/mnist/sweeps/orig_L50_R10_n500", 50, 10, 0.99, 0.9, 0.8)
+    text = results_detection.section(root, "fashion_mnist")
+    assert "## Tables 9 and 11: Fashion-MNIST" in text and "Table 13" not in text
+    row25 = next(line for line in text.splitlines() if line.startswith("| 25 (n=500)"))
+    assert "0.8037±0.0050 / 0.7595±0.0009" in row25 and "| 0.935 |" in row25
+    assert "| 50 | - |" in text  # the MNIST run is not a Fashion-MNIST cell
+    assert not any(line.startswith("| 20 ") for line in text.splitlines())  # no R=20 row
+    roc_row = next(line for line in text.splitlines() if "eps 0.1," in line)
+    assert "| 0.775 |" in roc_row  # Fashion-MNIST's legend at eps 0.1, not MNIST's 0.914
