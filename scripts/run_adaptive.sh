@@ -11,11 +11,14 @@
 # CPU time on a 2-core Zen 5 (idle), estimated from the measured 100-image EOT run (see
 # README "Adaptive evaluation"): baselines minutes; classifier ~25 min per cell; latent
 # ~40 min per cell; eot ~1.5 h per cell (attack at L=50, R=2, bf16); checks ~4 h; unrolled
-# ~3 h per cell; full (attack at L=200, R=10 fp32, 500 images) ~16 h per cell; sweeps_dg ~1 day.
+# ~3 h per cell; full (attack at L=200, R=10 fp32, 500 images) ~16 h per cell; sweeps_dg
+# (robust-accuracy curves through Defense-GAN, six eps per gradient mode, on N_SWEEP images,
+# default 100: a figure, not a table cell) ~2 h per model on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage="${1:-all}"
 N=500
+N_SWEEP="${N_SWEEP:-100}"
 L2=1.98
 SWEEP=0.05,0.1,0.15,0.2,0.25,0.3
 SWEEP_L2=0.5,1,1.5,1.98,2.5,3
@@ -81,11 +84,12 @@ if on full; then  # the issue's "done when" command, then the same at 500 images
 fi
 if on sweeps_dg; then
   for m in F A; do
-    wb --defense=defense_gan --gradient=classifier --attack=pgd --model="$m" --sweep_eps="$SWEEP"
+    wb --defense=defense_gan --gradient=classifier --attack=pgd --model="$m" \
+      --sweep_eps="$SWEEP" --num_tests="$N_SWEEP"
     wb --defense=defense_gan --gradient=bpda --eot_samples=1 --attack=pgd --model="$m" \
-      --sweep_eps="$SWEEP" "${CHEAP_ATTACK[@]}"
+      --sweep_eps="$SWEEP" --num_tests="$N_SWEEP" "${CHEAP_ATTACK[@]}"
     wb --defense=defense_gan --gradient=unrolled --attack=pgd --model="$m" \
-      --sweep_eps="$SWEEP" "${CHEAP_ATTACK[@]}"
+      --sweep_eps="$SWEEP" --num_tests="$N_SWEEP" "${CHEAP_ATTACK[@]}"
   done
 fi
 python scripts/make_results.py
