@@ -332,9 +332,10 @@ def parse_snapshots(cfg: Config) -> tuple[int, ...]:
     return tuple(sorted(set(values)))
 
 
-def parse_sweep_eps(text: str) -> list[float]:
+def parse_sweep_eps(text: str, l2: bool = False) -> list[float]:
     """'0.05,0.1,0.3' -> [0.05, 0.1, 0.3] (sorted, unique); '' -> []. Every value must be in
-    [0, 1]; else ConfigError naming --sweep_eps."""
+    [0, 1] (an L-inf budget), or >= 0 for an L2 budget (l2=True: PGD with --pgd_norm=l2);
+    else ConfigError naming --sweep_eps."""
     if not text.strip():
         return []
     values = []
@@ -344,8 +345,11 @@ def parse_sweep_eps(text: str) -> list[float]:
         except ValueError:
             raise ConfigError(f"--sweep_eps: '{part.strip()}' is not a number "
                               "(expected a comma-separated list such as 0.05,0.1,0.3)") from None
-        _check(0.0 <= value <= 1.0, "sweep_eps",
-               f"every eps must be in [0, 1] (pixels are in [0, 1]), got {value}")
+        if l2:
+            _check(value >= 0.0, "sweep_eps", f"every L2 budget must be >= 0, got {value}")
+        else:
+            _check(0.0 <= value <= 1.0, "sweep_eps",
+                   f"every eps must be in [0, 1] (pixels are in [0, 1]), got {value}")
         values.append(value)
     return sorted(set(values))
 
@@ -375,7 +379,7 @@ def _validate_adaptive(cfg: Config) -> None:
     for name in ("latent_lr", "latent_c", "unrolled_memory_gib"):
         value = getattr(cfg, name)
         _check(value > 0 and value == value, name, f"must be > 0, got {value}")
-    parse_sweep_eps(cfg.sweep_eps)
+    parse_sweep_eps(cfg.sweep_eps, l2=cfg.attack == "pgd" and cfg.pgd_norm == "l2")
     needs_gan = cfg.eot_samples is not None or cfg.attack == "latent"
     _check(not needs_gan or cfg.defense == "defense_gan",
            "eot_samples" if cfg.eot_samples is not None else "attack",

@@ -264,3 +264,13 @@ def test_sweep_writes_accuracy_per_eps_as_json_and_png(tmp_path):
     assert sweep["points"][0]["adversarial_accuracy"] >= sweep["points"][1]["adversarial_accuracy"]
     assert sweep["points"][0]["mean_linf"] == 0.0 and sweep["points"][1]["mean_linf"] > 0.29
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_l2_sweep_takes_budgets_above_one_and_an_linf_sweep_does_not():
+    from defense_gan.config import parse_sweep_eps
+    from defense_gan.errors import ConfigError
+    assert parse_sweep_eps("0.5,1.98,3", l2=True) == [0.5, 1.98, 3.0]
+    with pytest.raises(ConfigError, match="--sweep_eps"):
+        parse_sweep_eps("0.5,1.98,3")
+    with pytest.raises(ConfigError, match="L2 budget must be >= 0"):
+        parse_sweep_eps("-1", l2=True)

@@ -197,7 +197,7 @@ def sweep_configs(cfg: Config, results_dir: str) -> list:
     """(eps, Config) per budget of --sweep_eps: fgsm_eps, or pgd_eps_l2 for PGD L2; each run
     in <results_dir>/eps<eps>."""
     from defense_gan.config import parse_sweep_eps
-    values = parse_sweep_eps(cfg.sweep_eps)
+    values = parse_sweep_eps(cfg.sweep_eps, l2=cfg.attack == "pgd" and cfg.pgd_norm == "l2")
     if cfg.attack in ("cw", "latent"):
         raise ConfigError(f"--sweep_eps: --attack={cfg.attack} has no budget to sweep")
     if cfg.attack == "rand_fgsm" and min(values) <= cfg.rand_alpha:
