@@ -332,6 +332,12 @@ def parse_snapshots(cfg: Config) -> tuple[int, ...]:
     return tuple(sorted(set(values)))
 
 
+def l2_budget(cfg) -> bool:
+    """True when the attack's budget is an L2 norm (PGD with --pgd_norm=l2: --pgd_eps_l2),
+    False when it is an L-inf eps in [0, 1] (--fgsm_eps)."""
+    return cfg.attack == "pgd" and cfg.pgd_norm == "l2"
+
+
 def parse_sweep_eps(text: str, l2: bool = False) -> list[float]:
     """'0.05,0.1,0.3' -> [0.05, 0.1, 0.3] (sorted, unique); '' -> []. Every value must be in
     [0, 1] (an L-inf budget), or >= 0 for an L2 budget (l2=True: PGD with --pgd_norm=l2);
@@ -379,7 +385,7 @@ def _validate_adaptive(cfg: Config) -> None:
     for name in ("latent_lr", "latent_c", "unrolled_memory_gib"):
         value = getattr(cfg, name)
         _check(value > 0 and value == value, name, f"must be > 0, got {value}")
-    parse_sweep_eps(cfg.sweep_eps, l2=cfg.attack == "pgd" and cfg.pgd_norm == "l2")
+    parse_sweep_eps(cfg.sweep_eps, l2=l2_budget(cfg))
     needs_gan = cfg.eot_samples is not None or cfg.attack == "latent"
     _check(not needs_gan or cfg.defense == "defense_gan",
            "eot_samples" if cfg.eot_samples is not None else "attack",

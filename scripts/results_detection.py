@@ -53,12 +53,12 @@ PAPER_TABLE11 = {1: ("0.8425±0.0008", "0.5597±0.0015", "0.3504±0.0102", "0.33
                  10: ("0.9101±0.0032", "0.8190±0.0043", "0.4808±0.0088", "0.4221±0.0255", 0.965)}
 PAPER_EPS_AUC_FASHION = {0.1: 0.775, 0.15: 0.884, 0.2: 0.94, 0.25: 0.969, 0.3: 0.985}
 # Per dataset: its name, the L and R tables (number, paper values; the rows are the paper's),
-# the figure whose legends hold the AUCs, and the L of its per-eps AUCs.
+# and the L of its per-eps AUCs (the Figs 4-5 legends).
 DATASETS = {
     "mnist": {"name": "MNIST", "L": ("Table 8", PAPER_TABLE8), "R": ("Table 10", PAPER_TABLE10),
-              "fig": "Figs 4-5", "eps_auc": PAPER_EPS_AUC, "eps_auc_L": 400},
+              "eps_auc": PAPER_EPS_AUC, "eps_auc_L": 400},
     "fashion_mnist": {"name": "Fashion-MNIST", "L": ("Table 9", PAPER_TABLE9),
-                      "R": ("Table 11", PAPER_TABLE11), "fig": "Figs 4-5",
+                      "R": ("Table 11", PAPER_TABLE11),
                       "eps_auc": PAPER_EPS_AUC_FASHION, "eps_auc_L": 200},
 }
 
@@ -92,6 +92,11 @@ def _acc(curve, key):
     return "-" if a.get(key) is None else _ci(a[key], a[f"{key}_ci95"])
 
 
+def _mean(printed: str) -> float:
+    """The mean of a paper value printed as 'mean±std'."""
+    return float(printed.split("±")[0])
+
+
 def _paper(v):
     return "-" if v is None else str(v)
 
@@ -122,8 +127,8 @@ def detection_table(root: str, dataset: str = "mnist") -> str:
                         f"| - | - | - | - | {_ci(t['test_clean_fpr'], t['test_clean_fpr_ci95'])} | "
                         f"{t['target_fpr']:g} on {t['validation_n']} | {run} |")
     if not rows:
-        return ("No detect run yet: `python main.py --flagfile=flags/{dataset}.cfg --mode=detect "
-                "--model=F --num_tests=200`.\n".replace("{dataset}", dataset))
+        return (f"No detect run yet: `python main.py --flagfile=flags/{dataset}.cfg "
+                "--mode=detect --model=F --num_tests=200`.\n")
     return (f"| attack (model F) | L | R | n | AUC [bootstrap 95%] | paper AUC "
             f"(L={DATASETS[dataset]['eps_auc_L']}) | "
             "detected at the threshold [Wilson 95%] | clean test flagged | target FPR on "
@@ -203,8 +208,7 @@ def attack_note(cells: dict, root: str, dataset: str = "mnist") -> str:
         key = min(small, key=lambda k: k[2])
         acc = cells[key][2]["accuracy"]
         clean, attacked = acc["defended_clean_accuracy"], acc["adversarial_accuracy"]
-        paper_clean, paper_attacked = (float(paper_r[key[2]][i].split("±")[0])
-                                       for i in (1, 3))
+        paper_clean, paper_attacked = _mean(paper_r[key[2]][1]), _mean(paper_r[key[2]][3])
         notes.append(f"At L=100, R={key[2]} our Orig accuracy is {clean:.3f} with no attack and "
                      f"{attacked:.3f} attacked, against the paper's {paper_clean:.3f} and "
                      f"{paper_attacked:.3f} ({clean - paper_clean:+.3f} and "
@@ -249,7 +253,7 @@ def section(root: str = REPO, dataset: str = "mnist") -> str:
     env = "" if dataset == "mnist" else f"DATASET={dataset} "
     auc = spec["eps_auc"]
     missing = [f"{e:.2f}" for e, a in auc.items() if a is None]
-    out = [f"## {spec['name']}: detection by the reconstruction error ({spec['fig']})\n",
+    out = [f"## {spec['name']}: detection by the reconstruction error (Figs 4-5)\n",
            "The statistic is the per-pixel MSE of the projection; an input is flagged when it "
            "exceeds a threshold chosen on clean validation images for the target false positive "
            "rate (`--detect_fpr`, 0.05). Negatives: the clean test images of the same indices. "
@@ -268,7 +272,7 @@ def section(root: str = REPO, dataset: str = "mnist") -> str:
            "black-box FGSM eps 0.3 (substitute E), varying L and R\n",
            "One detect run per (L, R) gives the accuracy of classifier F on reconstructions of "
            "clean and attacked test images (Wilson 95%) and the detection AUC (bootstrap 95%). "
-           f"Paper values are mean±std as printed; paper AUCs are the {spec['fig']} legends. "
+           f"Paper values are mean±std as printed; paper AUCs are the Figs 4-5 legends. "
            f"Command: `{sweep_cmd(dataset)}`"
            + (f"; plot: ![accuracy and AUC vs L and R]({png})" if os.path.isfile(
                os.path.join(root, png)) else "") + ".\n",
@@ -308,7 +312,7 @@ def plot(root: str = REPO, path: str | None = None, dataset: str = "mnist") -> s
                 axes[0, col].plot(xs, ys, style, marker="o", color=color,
                                   label=f"ours, {clf.capitalize()}, {name}")
         for i, (name, color) in enumerate([("Orig, no attack", "C0"), ("Orig, attacked", "C3")]):
-            ys = [float(paper[v][1 + 2 * i].split("±")[0]) for v in values]
+            ys = [_mean(paper[v][1 + 2 * i]) for v in values]
             axes[0, col].plot(values, ys, ":", marker="x", color=color, alpha=0.6,
                               label=f"paper, {name}")
         xs = [v for v in values if ("orig", *key(v)) in cells]
@@ -316,7 +320,7 @@ def plot(root: str = REPO, path: str | None = None, dataset: str = "mnist") -> s
                           label="ours")
         pv = [(v, paper[v][4]) for v in values if paper[v][4] is not None]
         axes[1, col].plot([v for v, _ in pv], [a for _, a in pv], ":x", color="C2", alpha=0.6,
-                          label=f"paper ({spec['fig']} legend)")
+                          label="paper (Figs 4-5 legend)")
         for row in (0, 1):
             axes[row, col].set_xscale("log")
             axes[row, col].set_xticks(values, [str(v) for v in values])

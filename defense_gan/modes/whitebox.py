@@ -24,7 +24,7 @@ import sys
 
 from defense_gan import (attacks, data, dataset_spec, distribute, evaluation, files, gan,
                          hardware, magnet, plots, predictors, projection, rec_cache, results)
-from defense_gan.config import REPO_ROOT, Config, ConfigError
+from defense_gan.config import REPO_ROOT, Config, ConfigError, l2_budget
 from defense_gan.defense import DefendedClassifier
 
 # What a defense builder returns: the defense object (evaluation's interface), the attacker's
@@ -123,7 +123,7 @@ def run_name(cfg: Config) -> str:
         name += f"_{cfg.magnet_gradient}_fpr{cfg.magnet_fpr:g}"
     if cfg.attack in ("cw", "latent"):
         eps = ""
-    elif cfg.attack == "pgd" and cfg.pgd_norm == "l2":
+    elif l2_budget(cfg):
         eps = f"_l2eps{cfg.pgd_eps_l2:g}"
     else:
         eps = f"_eps{cfg.fgsm_eps:g}"
@@ -197,13 +197,13 @@ def sweep_configs(cfg: Config, results_dir: str) -> list:
     """(eps, Config) per budget of --sweep_eps: fgsm_eps, or pgd_eps_l2 for PGD L2; each run
     in <results_dir>/eps<eps>."""
     from defense_gan.config import parse_sweep_eps
-    values = parse_sweep_eps(cfg.sweep_eps, l2=cfg.attack == "pgd" and cfg.pgd_norm == "l2")
+    values = parse_sweep_eps(cfg.sweep_eps, l2=l2_budget(cfg))
     if cfg.attack in ("cw", "latent"):
         raise ConfigError(f"--sweep_eps: --attack={cfg.attack} has no budget to sweep")
     if cfg.attack == "rand_fgsm" and min(values) <= cfg.rand_alpha:
         raise ConfigError(f"--sweep_eps: every eps must exceed --rand_alpha ({cfg.rand_alpha}) "
                           f"for rand_fgsm, got {min(values)}")
-    field = "pgd_eps_l2" if cfg.attack == "pgd" and cfg.pgd_norm == "l2" else "fgsm_eps"
+    field = "pgd_eps_l2" if l2_budget(cfg) else "fgsm_eps"
     return [(e, dataclasses.replace(cfg, sweep_eps="", **{field: e},
                                     results_dir=os.path.join(results_dir, f"eps{e:g}")))
             for e in values]
@@ -223,7 +223,7 @@ def run_sweep(cfg: Config) -> None:
         run_one(sub)
         points.append({"eps": eps, **results.load(sub.results_dir)["metrics"]})
     label = plots.curve_label(dataclasses.asdict(cfg))
-    sweep = {"norm": "l2" if cfg.attack == "pgd" and cfg.pgd_norm == "l2" else "linf",
+    sweep = {"norm": "l2" if l2_budget(cfg) else "linf",
              "label": label, "attack": cfg.attack, "model": cfg.model, "defense": cfg.defense,
              "gradient": cfg.gradient if cfg.defense == "defense_gan" else None,
              "eot_samples": cfg.eot_samples, "points": points,
