@@ -18,11 +18,18 @@
 #   (default checkpoints/<dataset>/classifier_F_rec), EPS_DIRS=<comma-separated run dirs>,
 #   N (500).
 #
-# Cost (fp32, 2-core Zen 5 idle: 3.5e-4 to 4.2e-4 s per image per L*R step-restart, Table 13's
-# L=100 and L=200 cells at R=10): each cell projects N validation, N + 150 clean test (the first
-# N and those the attack used, test[150:150+N]) and N attacked images, so N=500: the substitute
-# about 15 min, the L sweep about 2.8 h (one projection at L=1600 serves every L; one per L
-# would take 5.5 h), the R sweep (L=100) about 0.6 h, eps about 0.5 h. Twice that on one core.
+# Cost (fp32; 4.2e-4 s per image per L*R step-restart on 2 idle Zen 5 cores, Table 13's L=200,
+# R=10 cell; 8e-4 on one core): each cell projects N validation, N + 150 clean test (the first
+# N and those the attack used, test[150:150+N]) and N attacked images, so N=500 on 2 cores:
+# L=25 3 min, 50 6 min, 100 12 min, 200 23 min, 400 46 min, 800 1.5 h, 1600 3.1 h; R=20 (L=100)
+# 23 min; eps (L=200, 4 more attacked sets) 0.5 h after the L=200 cell, whose cache it reads.
+# A cell is one run with its own per-batch cache (results/<dataset>/sweeps/
+# .projection_cache, git-ignored): it resumes where it was killed on the same machine, and a
+# finished cell (results.json of Orig and Rec) is skipped, so rerun the same command in each
+# session. SNAPSHOTS=1 makes the L stage one projection at L=1600 that keeps the projection
+# after each smaller L (--rec_iters_snapshots; tests/test_detect.py checks these equal their
+# own runs): 3.1 h instead of 5.8 h in all, but only on a machine that keeps its cache for
+# that long; without it the cheap cells are finished first.
 # Then `python scripts/results_detection.py [--dataset=...]` prints the Markdown and writes the
 # sweep PNG.
 set -euo pipefail
@@ -60,28 +67,39 @@ cell() {  # cell L R [flags of the Orig run]: Orig (and Rec) at one (L, R)
   local common=(--flagfile="flags/$DATASET.cfg" --mode=detect --model=F --num_tests="$N"
                 --detect_val="$N" --rec_iters="$L" --rec_rr="$R" --nodetect_whitebox
                 --adv_sources="$bb")
-  python main.py "${common[@]}" "$@" --results_dir="$out/orig_L${L}_R${R}_n${N}"
-  if [[ "$rec" != - ]]; then
-    python main.py "${common[@]}" --classifier_dir="$rec" --results_dir="$out/rec_L${L}_R${R}_n${N}"
+  local orig_dir="$out/orig_L${L}_R${R}_n${N}" rec_dir="$out/rec_L${L}_R${R}_n${N}"
+  if [[ -f "$orig_dir/results.json" ]]; then
+    echo "[run_sweeps] $orig_dir: finished, skipped"
+  else
+    python main.py "${common[@]}" "$@" --results_dir="$orig_dir"
+  fi
+  if [[ "$rec" == - ]]; then return 0; fi
+  if [[ -f "$rec_dir/results.json" ]]; then
+    echo "[run_sweeps] $rec_dir: finished, skipped"
+  else
+    python main.py "${common[@]}" --classifier_dir="$rec" --results_dir="$rec_dir"
   fi
 }
 
 if on L; then   # Table 8: L with R=10
-  # One projection at L=1600 whose first steps give every smaller L (--rec_iters_snapshots:
-  # constant rate, same seeded restarts; tests/test_detect.py checks the cells agree with
-  # their own runs), then each smaller L's cell reads its projections from the cache.
-  cell 1600 10 --rec_iters_snapshots=25,50,100,200,400,800
-  for L in 25 50 100 200 400 800; do cell "$L" 10; done
+  if [[ "${SNAPSHOTS:-0}" == 1 ]]; then
+    cell 1600 10 --rec_iters_snapshots=25,50,100,200,400,800
+  fi
+  for L in 25 50 100 200 400 800 1600; do cell "$L" 10; done
 fi
-if on R; then   # Table 10 (11): R with L=100 (R=10 reads the L stage's cache)
+if on R; then   # Table 10 (11): R with L=100 (R=10 is the L stage's L=100 cell)
   for R in $RS; do cell 100 "$R"; done
 fi
 if on eps; then
   # The ROC figure per eps (Figs 4-5 show MNIST at L=400; the project's default is L=200).
   # In the sweep's folder, so the validation, clean and eps 0.3 projections of its L=200 cell
   # are reused from the cache.
-  python main.py --flagfile="flags/$DATASET.cfg" --mode=detect --model=F --num_tests="$N" \
-    --detect_val="$N" --nodetect_whitebox --adv_sources="$EPS_DIRS" \
-    --results_dir="$out/roc_eps_L200_R10_n${N}"
+  roc_dir="$out/roc_eps_L200_R10_n${N}"
+  if [[ -f "$roc_dir/results.json" ]]; then
+    echo "[run_sweeps] $roc_dir: finished, skipped"
+  else
+    python main.py --flagfile="flags/$DATASET.cfg" --mode=detect --model=F --num_tests="$N" \
+      --detect_val="$N" --nodetect_whitebox --adv_sources="$EPS_DIRS" --results_dir="$roc_dir"
+  fi
 fi
 python scripts/results_detection.py --plot --dataset="$DATASET"
