@@ -173,7 +173,7 @@ def section(root: str = REPO, dataset: str = "mnist") -> str:
              f"Jacobian augmentation, 4,650 label-only oracle queries), evaluated on the test "
              f"images after the first 150. Cells read `ours [95% Wilson interval] n=images "
              f"(paper)`; `·` is a run not done yet (`{SCRIPTS[dataset]}` fills the table, "
-             f"cheapest first, resumable). Defense-GAN cells project at L=200, R=10, float32. "
+             f"row by row, resumable). Defense-GAN cells project at L=200, R=10, float32. "
              f"As in the release, the substitute of every column is labelled by the column's "
              f"classifier behind Defense-GAN (`--blackbox_labels=defended`, named in each "
              f"results.json); those oracle queries use a cheaper projection, given below. "

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The black-box runs of the paper's Table 1 (MNIST) or Table 2 (DATASET=fashion_mnist): rows
 # A/B, A/E, B/B, B/E, C/B, C/E, D/B, D/E; and Table 3 (model F, substitute E,
-# Defense-GAN-Rec at L=400, eps 0.10-0.30), cheapest first. Each run resumes from its saved
-# substitute rounds, oracle-label batches and evaluation records, so this script can be killed
-# and restarted at any time; finished runs are skipped in seconds.
+# Defense-GAN-Rec at L=400, eps 0.10-0.30). Row by row: each row's runs one after another, so
+# the substitute its none, magnet and defense_gan runs share (kept in the git-ignored
+# results/<dataset>/blackbox/.substitutes) is trained once, in the same session. Each run
+# resumes from its saved substitute rounds, oracle-label batches and evaluation records (on the
+# same machine), so this script can be killed and restarted at any time; finished runs are
+# skipped in seconds.
 #   [DATASET=fashion_mnist] [ROWS="A/B A/E"] scripts/run_blackbox_tables.sh [stage]
-#   stage: none | magnet | defense_gan | adv_tr | rec | table3 | all (default, in that order)
+#   stage: none | magnet | defense_gan | adv_tr | rec | table3 (that column for every row in
+#          ROWS) | all (default: every column of a row, row after row, then table3)
 #
 # As in the release, the substitute is labelled by the evaluated classifier behind
 # Defense-GAN for every defense (--blackbox_labels=defended), so every substitute costs 4,650
@@ -13,7 +17,10 @@
 # R=10, early stop after 25% keeping 2 restarts, recorded in each results.json); the
 # evaluation of the adversarial images uses the faithful L=200, R=10 float32. One substitute
 # per (classifier, substitute model): none, magnet and defense_gan share the plain
-# classifier's (the none stage trains them); adv_tr at each eps and rec have their own.
+# classifier's (the none run trains it); adv_tr at each eps and rec have their own.
+# Cost on one Zen 5 core: a substitute about 27 min; a Defense-GAN evaluation of 500 images
+# about 14 min, plus 14 min for the clean images, which every row shares (one cache under
+# results/<dataset>/blackbox/.projection_cache); the rest is seconds. About 2.3 h per row.
 # Needs: checkpoints/<dataset>/classifier_<m>_adv (0.15), _adv0.3 (scripts/train_baselines.sh),
 # _rec (scripts/train_rec_classifiers.sh) and magnet; rows whose checkpoints are missing
 # say so and are skipped.
@@ -32,43 +39,44 @@ have() {  # have <checkpoint folder name> <what the row needs it for>
   return 1
 }
 
-if want none; then  # the release's 1,850 images (test[150:2000]); trains the shared substitutes
-  for row in $ROWS; do
-    have "classifier_${row%/*}" "none $row" || continue
-    bb --defense=none --model="${row%/*}" --sub_model="${row#*/}" --num_tests=1850
-  done
-fi
-if want magnet; then
-  for row in $ROWS; do
-    have magnet "magnet $row" && have "classifier_${row%/*}" "magnet $row" || continue
-    bb --defense=magnet --model="${row%/*}" --sub_model="${row#*/}" --num_tests=1850
-  done
-fi
-if want defense_gan; then  # Defense-GAN-Orig: 500 images at L=200, R=10
-  for row in $ROWS; do
-    have "classifier_${row%/*}" "defense_gan $row" || continue
-    bb --defense=defense_gan --model="${row%/*}" --sub_model="${row#*/}" --num_tests=500
-  done
-fi
-if want adv_tr; then
-  for eps in 0.3 0.15; do
-    suffix=$([[ "$eps" == 0.15 ]] && echo adv || echo "adv$eps")
+column() {  # column <stage> <row>: the run of one Table 1 cell (two for adv_tr)
+  local m="${2%/*}" sub="${2#*/}"
+  case "$1" in
+    none)  # the release's 1,850 images (test[150:2000]); trains the shared substitute
+      have "classifier_$m" "none $2" || return 0
+      bb --defense=none --model="$m" --sub_model="$sub" --num_tests=1850 ;;
+    magnet)
+      have magnet "magnet $2" && have "classifier_$m" "magnet $2" || return 0
+      bb --defense=magnet --model="$m" --sub_model="$sub" --num_tests=1850 ;;
+    defense_gan)  # Defense-GAN-Orig: 500 images at L=200, R=10
+      have "classifier_$m" "defense_gan $2" || return 0
+      bb --defense=defense_gan --model="$m" --sub_model="$sub" --num_tests=500 ;;
+    adv_tr)
+      local eps suffix
+      for eps in 0.3 0.15; do
+        suffix=$([[ "$eps" == 0.15 ]] && echo adv || echo "adv$eps")
+        have "classifier_${m}_${suffix}" "adv_tr $eps $2" || continue
+        bb --defense=adv_tr --adv_train_eps="$eps" --model="$m" --sub_model="$sub" \
+          --num_tests=1850
+      done ;;
+    rec)  # Defense-GAN-Rec: the Rec classifier labels its own substitute
+      have "classifier_${m}_rec" "rec $2" || return 0
+      bb --defense=defense_gan --rec_classifier --model="$m" --sub_model="$sub" \
+        --num_tests=500 ;;
+  esac
+}
+
+case "$stage" in
+  none|magnet|defense_gan|adv_tr|rec)
+    for row in $ROWS; do column "$stage" "$row"; done ;;
+  all)
     for row in $ROWS; do
-      m="${row%/*}"
-      have "classifier_${m}_${suffix}" "adv_tr $eps $row" || continue
-      bb --defense=adv_tr --adv_train_eps="$eps" --model="$m" --sub_model="${row#*/}" \
-        --num_tests=1850
-    done
-  done
-fi
-if want rec; then  # Defense-GAN-Rec: the Rec classifier labels its own substitute
-  for row in $ROWS; do
-    m="${row%/*}"
-    have "classifier_${m}_rec" "rec $row" || continue
-    bb --defense=defense_gan --rec_classifier --model="$m" --sub_model="${row#*/}" \
-      --num_tests=500
-  done
-fi
+      for col in none magnet defense_gan adv_tr rec; do column "$col" "$row"; done
+    done ;;
+  table3) ;;
+  *) echo "error: stage '$stage': one of none magnet defense_gan adv_tr rec table3 all" >&2
+     exit 2 ;;
+esac
 if want table3; then  # one substitute (F's Rec classifier), five budgets
   if have classifier_F_rec "table3"; then
     for eps in 0.10 0.15 0.20 0.25 0.30; do

@@ -128,6 +128,29 @@ def test_a_killed_run_resumes_and_gives_the_same_results(runs, smoke_run, smoke_
         first["settings"]["checkpoints"]["substitute"]["sha256"]
 
 
+def test_a_finished_run_on_a_new_machine_is_kept_without_training_the_substitute(
+        runs, smoke_run, smoke_classifier, tmp_path):
+    # A new machine: the run folder is committed, the git-ignored substitute state is not.
+    shutil.copytree(runs["none"][0], tmp_path / "none")
+    before = (tmp_path / "none" / "results.json").read_bytes()
+    rc, out, err = blackbox(tmp_path / "none", smoke_run.train_dir, smoke_classifier.train_dir,
+                            "--defense=none")
+    assert rc == 0, err
+    assert "[blackbox] finished" in out and "round" not in out
+    assert not (tmp_path / ".substitutes").exists()
+    assert (tmp_path / "none" / "results.json").read_bytes() == before
+
+
+def test_a_finished_run_asked_with_other_flags_is_run_again(runs, smoke_run, smoke_classifier,
+                                                            tmp_path):
+    shutil.copytree(runs["none"][0], tmp_path / "none")
+    rc, out, err = blackbox(tmp_path / "none", smoke_run.train_dir, smoke_classifier.train_dir,
+                            "--defense=none", "--fgsm_eps=0.2")
+    assert rc == 0, err
+    assert "[blackbox] finished" not in out
+    assert read_results(tmp_path / "none")["metrics"]["mean_linf"] == pytest.approx(0.2, abs=1e-5)
+
+
 def test_magnet_is_attacked_with_the_shared_substitute_and_counted_as_magnet_counts(
         runs, smoke_run, smoke_classifier, smoke_magnet):
     # Same parent folder as the `runs` fixture: the defended-label substitute is reused.

@@ -25,7 +25,9 @@ The substitute depends only on its settings and oracle, so it is kept in
 <results parent>/.substitutes/<fingerprint>/ and shared (e.g. by --defense=none and
 --defense=defense_gan with the default labels); every round and every batch of oracle labels
 is saved there as it finishes, and the evaluation records per batch in the run's folder, so
-a killed run resumes where it stopped. Writes results.json, records/, adversarial.npz (the
+a killed run resumes where it stopped. A finished run (results.json with the same flags and
+checkpoints) is kept without training anything, also on a machine without that state. Writes
+results.json, records/, adversarial.npz (the
 adversarial test images for the detection mode), examples.png and logs/.
 """
 
@@ -165,6 +167,13 @@ def run(cfg: Config) -> None:
     if problem:
         raise ConfigError(f"--results_dir: '{results_dir}' {problem}")
 
+    previous = _finished_run(results_dir, cfg, checkpoints_used, oracle.checkpoints)
+    if previous:
+        print(f"[blackbox] finished: {results_dir}/results.json was written with these flags "
+              f"and checkpoints (adversarial_accuracy {_accuracy_text(previous['metrics'])}); "
+              f"kept, nothing trained or projected (delete it to rerun)", flush=True)
+        return
+
     # --- the substitute ------------------------------------------------------------------------
     sub = networks.build(networks.Classifier(cfg.sub_model), networks.MNIST_SHAPE)
     sub_settings = {
@@ -261,6 +270,33 @@ def _accuracy_text(metrics) -> str:
     adversarial input is correct) with its interval and n."""
     n = metrics["num_images"]
     return stats.format_accuracy(int(round(metrics["adversarial_accuracy"] * n)), n)
+
+
+def _finished_run(results_dir: str, cfg: Config, checkpoints_used: dict,
+                  oracle_checkpoints: dict) -> dict | None:
+    """results.json of results_dir when it was written with the same flags (but for
+    --results_dir itself), the same evaluated checkpoints and the same oracle checkpoints
+    (sha256), else None. Checked before the
+    substitute is trained: on a new machine its state (git-ignored) is gone, and retraining it
+    only to find every evaluation batch done would cost a substitute's oracle queries."""
+    previous = results.load(results_dir)
+    settings = previous.get("settings", {})
+
+    def flags(values):  # where the results go does not change them
+        return {k: v for k, v in values.items() if k != "results_dir"}
+
+    if not previous.get("metrics") or flags(previous.get("flags", {})) != flags(
+            _json_roundtrip(dataclasses.asdict(cfg))):
+        return None
+
+    def shas(entries):
+        return {k: v.get("sha256") for k, v in _json_roundtrip(entries).items()
+                if k != "substitute"}
+
+    same = (shas(settings.get("checkpoints", {})) == shas(checkpoints_used)
+            and settings.get("substitute", {}).get("oracle_checkpoints")
+            == _json_roundtrip(oracle_checkpoints))
+    return previous if same else None
 
 
 def _json_roundtrip(obj):
