@@ -15,6 +15,7 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # results_*.py beside it
 
 from defense_gan import results, stats  # noqa: E402
 from defense_gan.files import write_text_atomic  # noqa: E402
@@ -572,16 +573,18 @@ def whitebox_text(dataset: str, runs_dir: str, gan_dir: str) -> str:
     if not runs and not stale:
         return ""
     print(f"{dataset}: {len(runs)} white-box runs ({len(stale)} left out: other generator)")
-    accuracy = {}
+    import results_checkpoints
+    shipped = dict(results_checkpoints.load_manifests(os.path.dirname(gan_dir)))
+    accuracy = {}  # of the shipped classifiers only: the bullet names no other
     for model in PAPER_TABLE4[dataset]["fgsm"]:
-        path = os.path.join(os.path.dirname(gan_dir), f"classifier_{model}", "manifest.json")
+        manifest = shipped.get(f"classifier_{model}")
+        if manifest is None:
+            continue
         try:
-            with open(path) as f:
-                accuracy[model] = json.load(f)["metrics"]["test_accuracy"]
-        except OSError:
-            continue  # not shipped: the bullet names only the shipped ones
-        except (ValueError, KeyError) as err:
-            sys.exit(f"error: cannot read the test accuracy in '{path}' ({err})")
+            accuracy[model] = manifest["metrics"]["test_accuracy"]
+        except KeyError as err:
+            sys.exit(f"error: no test accuracy ({err}) in the manifest of "
+                     f"'{os.path.join(os.path.dirname(gan_dir), f'classifier_{model}')}'")
     return build(runs, stale, load_sweeps(runs_dir), runs_dir, dataset, accuracy)
 
 
@@ -594,7 +597,6 @@ def main():
                         help="the shipped generators (<dataset>/gan): Defense-GAN runs made "
                         "with another one are left out of the tables")
     args = parser.parse_args()
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import results_blackbox
     import results_checkpoints
     import results_detection

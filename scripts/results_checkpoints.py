@@ -24,12 +24,12 @@ from defense_gan import stats  # noqa: E402
 DATASETS = ("mnist", "fashion_mnist", "celeba")
 
 
-def load_manifests(checkpoints_dir: str, dataset: str) -> list:
-    """(name, manifest) of every checkpoint folder checkpoints_dir/<dataset>/<name>, sorted by
-    name. A manifest.json that cannot be read or parsed stops the script with an error naming
-    it: a shipped checkpoint must not drop out of RESULTS.md unnoticed."""
+def load_manifests(folder: str) -> list:
+    """(name, manifest) of every checkpoint folder folder/<name> (a data set's checkpoints),
+    sorted by name. A manifest.json that cannot be read or parsed stops the script with an
+    error naming it: a shipped checkpoint must not drop out of RESULTS.md unnoticed."""
     out = []
-    for path in sorted(glob.glob(os.path.join(checkpoints_dir, dataset, "*", "manifest.json"))):
+    for path in sorted(glob.glob(os.path.join(folder, "*", "manifest.json"))):
         try:
             with open(path) as f:
                 out.append((os.path.basename(os.path.dirname(path)), json.load(f)))
@@ -103,7 +103,7 @@ def section(checkpoints_dir: str, test_images=None) -> str:
              ""]
     found = False
     for dataset in DATASETS:
-        manifests = load_manifests(checkpoints_dir, dataset)
+        manifests = load_manifests(os.path.join(checkpoints_dir, dataset))
         if not manifests:
             continue
         found = True
