@@ -5,7 +5,9 @@
 # resumes from its per-batch records (kill and restart at any time; finished runs are skipped
 # in seconds). The evaluation always projects at L=200, R=10, float32 with restarts the attack
 # never saw; only the attack's own projections are made cheaper where a stage says so.
-# Then `python scripts/make_results.py` rebuilds RESULTS.md.
+# Then `python scripts/make_results.py` rebuilds RESULTS.md. Beside another long job, pin each
+# to its own core (TF_NUM_INTRAOP_THREADS=1 taskset -c N ...) rather than nice it: a niced job
+# on a machine whose cores are all busy hardly runs.
 #   scripts/run_adaptive.sh [stage]   stage: baselines | classifier | latent | eot | checks |
 #                                            unrolled | full | sweeps_dg | all (default)
 # CPU time on a 2-core Zen 5 (idle), estimated from the measured 100-image EOT run (see
@@ -23,7 +25,7 @@ L2=1.98
 SWEEP=0.05,0.1,0.15,0.2,0.25,0.3
 SWEEP_L2=0.5,1,1.5,1.98,2.5,3
 CHEAP_ATTACK=(--attack_rec_iters=50 --attack_rec_rr=2 --attack_precision=bfloat16)
-wb() { nice -n 10 python main.py --flagfile=flags/mnist.cfg --mode=whitebox --num_tests="$N" "$@"; }
+wb() { python main.py --flagfile=flags/mnist.cfg --mode=whitebox --num_tests="$N" "$@"; }
 on() { [[ "$stage" == "$1" || "$stage" == all ]]; }
 
 if on baselines; then  # no projection: seconds to minutes
@@ -78,7 +80,7 @@ if on unrolled; then  # exact gradient through L=50 attack steps (R=2: ~1.9 GiB 
   done
 fi
 if on full; then  # the "done when" command, then the same at 500 images
-  nice -n 10 python main.py --mode=whitebox --attack=pgd --defense=defense_gan \
+  python main.py --mode=whitebox --attack=pgd --defense=defense_gan \
     --gradient=bpda --eot_samples=1 --model=F --num_tests=100
   wb --defense=defense_gan --gradient=bpda --eot_samples=1 --attack=pgd --model=F
 fi
