@@ -266,6 +266,16 @@ def test_sweep_writes_accuracy_per_eps_as_json_and_png(tmp_path):
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_an_l2_and_an_linf_sweep_of_the_same_attack_go_to_different_folders():
+    from defense_gan.config import Config
+    from defense_gan.modes import whitebox
+    linf = Config(model="A", defense="none", attack="pgd", sweep_eps="0.1,0.3", num_tests=500)
+    l2 = Config(model="A", defense="none", attack="pgd", pgd_norm="l2", sweep_eps="0.5,3",
+                num_tests=500)
+    assert whitebox.run_name(linf) == "A_none_pgd_sweep_n500"
+    assert whitebox.run_name(l2) == "A_none_pgd_l2sweep_n500"
+
+
 def test_an_l2_sweep_takes_budgets_above_one_and_an_linf_sweep_does_not():
     from defense_gan.config import parse_sweep_eps
     from defense_gan.errors import ConfigError

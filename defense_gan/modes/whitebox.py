@@ -133,8 +133,8 @@ def run_name(cfg: Config) -> str:
                 "" if cfg.pgd_step_size is None else f"_step{cfg.pgd_step_size:g}")
         if cfg.pgd_restarts != 1:
             eps += f"_restarts{cfg.pgd_restarts}"
-    if cfg.sweep_eps:
-        eps = "_sweep"
+    if cfg.sweep_eps:  # an L-inf and an L2 sweep of the same attack must not share a folder
+        eps = "_l2sweep" if l2_budget(cfg) else "_sweep"
     return f"{name}_{cfg.attack}{eps}_n{cfg.num_tests}" + (
         "_bf16" if cfg.precision == "bfloat16" else "")
 
