@@ -31,8 +31,12 @@ if [[ "$stage" == baselines || "$stage" == all ]]; then
           echo "skip adv_tr $eps $m $attack: no checkpoints/$DATASET/$folder"
         fi
       done
-      wb --defense=magnet --magnet_gradient=full --attack="$attack" --model="$m" \
-        --num_tests="$(n_for "$m")"
+      if [[ -f "checkpoints/$DATASET/magnet/manifest.json" ]]; then
+        wb --defense=magnet --magnet_gradient=full --attack="$attack" --model="$m" \
+          --num_tests="$(n_for "$m")"
+      else
+        echo "skip magnet $m $attack: no checkpoints/$DATASET/magnet"
+      fi
     done
   done
 fi
