@@ -17,8 +17,8 @@ def curve_label(flags: dict) -> str:
     """A legend label for a run's settings (Config fields as a dict): defense and gradient."""
     if flags["defense"] == "none":
         return "no defense"
-    if flags["defense"] == "adv_tr":
-        return "adversarial training"
+    if flags["defense"] == "adv_tr":  # A-D ship trained at two eps: the label says which
+        return f"adversarial training (eps {flags['adv_train_eps']:g})"
     label = f"Defense-GAN, {flags['gradient']}"
     if flags.get("eot_samples"):
         label += f" + EOT {flags['eot_samples']}"

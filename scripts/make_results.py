@@ -239,6 +239,9 @@ def load_sweeps(folder):
         with open(path) as f:
             sweep = json.load(f)
         sweep["path"] = os.path.relpath(os.path.dirname(path), REPO)
+        if "flags" in sweep:  # the label of today's code (older files said less)
+            from defense_gan import plots
+            sweep["label"] = plots.curve_label(sweep["flags"])
         sweeps.append(sweep)
     return sweeps
 

@@ -266,6 +266,12 @@ def test_sweep_writes_accuracy_per_eps_as_json_and_png(tmp_path):
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_curve_labels_of_adversarially_trained_models_name_their_training_eps():
+    from defense_gan.plots import curve_label
+    labels = {curve_label({"defense": "adv_tr", "adv_train_eps": e}) for e in (0.15, 0.3)}
+    assert labels == {"adversarial training (eps 0.15)", "adversarial training (eps 0.3)"}
+
+
 def test_an_l2_and_an_linf_sweep_of_the_same_attack_go_to_different_folders():
     from defense_gan.config import Config
     from defense_gan.modes import whitebox
