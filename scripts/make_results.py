@@ -301,8 +301,10 @@ def adaptive_section(all_runs, sweeps, curves_dir=None):
             fgsm = pick(all_runs, st["model"], "fgsm", "defense_gan", "bpda")
             rec = (pick(all_runs, st["model"], "fgsm", "defense_gan", "classifier") or fgsm)
             gan = st["defense"] == "defense_gan"
+            defense = st["defense"] + (f" {st['adv_train_eps']:g}"
+                                       if st["defense"] == "adv_tr" else "")
             lines.append(
-                f"| {st['model']} | {st['attack']} | {budget_text(st)} | {st['defense']} | "
+                f"| {st['model']} | {st['attack']} | {budget_text(st)} | {defense} | "
                 f"{gradient_text(st)} | {r['metrics']['num_images']} | "
                 f"{accuracy_text(r, 'adversarial_accuracy')} | "
                 f"{accuracy_text(r, 'adversarial_accuracy_fresh_seed') if gan else '-'} | "

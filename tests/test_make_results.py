@@ -169,6 +169,16 @@ def test_adaptive_runs_leave_the_table_4_layout_and_sit_beside_the_fgsm_bpda_cel
     assert "## PGD" not in text and "pgd_run" not in text[:text.index("## Adaptive")]
 
 
+def test_adaptive_rows_of_adversarially_trained_models_name_their_training_eps():
+    rows = []
+    for eps in (0.15, 0.3):
+        r = adaptive_run(defense="adv_tr", adv_train_eps=eps)
+        r["path"] = f"adv{eps}"
+        rows.append(r)
+    text = make_results.build(rows)
+    assert "| adv_tr 0.15 |" in text and "| adv_tr 0.3 |" in text
+
+
 def test_the_latent_attack_is_shown_beside_athalyes_number_in_three_normalisations():
     text = make_results.build([adaptive_run("latent", accuracy=0.4, fresh=0.45)])
     assert "accuracy 55%, i.e. 45% success" in text
