@@ -18,6 +18,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # results_*.py beside it
 
 from defense_gan import results, stats  # noqa: E402
+from defense_gan.config import DEFAULT_ADV_TRAIN_EPS  # noqa: E402
 from defense_gan.files import write_text_atomic  # noqa: E402
 
 # Paper Table 4: (no attack, no defense, Defense-GAN-Rec, MagNet, Adv.Tr. eps 0.3)
@@ -301,8 +302,9 @@ def adaptive_section(all_runs, sweeps, curves_dir=None):
             fgsm = pick(all_runs, st["model"], "fgsm", "defense_gan", "bpda")
             rec = (pick(all_runs, st["model"], "fgsm", "defense_gan", "classifier") or fgsm)
             gan = st["defense"] == "defense_gan"
-            defense = st["defense"] + (f" {st['adv_train_eps']:g}"
-                                       if st["defense"] == "adv_tr" else "")
+            defense = st["defense"] + (  # settings name the eps only when not the default
+                f" {st.get('adv_train_eps', DEFAULT_ADV_TRAIN_EPS):g}"
+                if st["defense"] == "adv_tr" else "")
             lines.append(
                 f"| {st['model']} | {st['attack']} | {budget_text(st)} | {defense} | "
                 f"{gradient_text(st)} | {r['metrics']['num_images']} | "
