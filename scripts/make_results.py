@@ -235,13 +235,13 @@ def examples(runs, model="A"):
 
 def load_sweeps(folder):
     """Every <folder>/<run>/sweep.json (written by whitebox --sweep_eps), with its path."""
+    from defense_gan import plots
     sweeps = []
     for path in sorted(glob.glob(os.path.join(folder, "*", "sweep.json"))):
         with open(path) as f:
             sweep = json.load(f)
         sweep["path"] = os.path.relpath(os.path.dirname(path), REPO)
         if "flags" in sweep:  # the label of today's code (older files said less)
-            from defense_gan import plots
             sweep["label"] = plots.curve_label(sweep["flags"])
         sweeps.append(sweep)
     return sweeps

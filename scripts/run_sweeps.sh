@@ -61,23 +61,25 @@ fi
 [[ "$rec" == - || -f "$rec/manifest.json" || -f "$rec/export/manifest.json" ]] || {
   echo "error: REC: $rec holds no classifier checkpoint (manifest.json)" >&2; exit 2; }
 
+detect() {  # detect <results dir> [flags]: one detect run, unless it has finished
+  local dir="$1"
+  shift
+  if [[ -f "$dir/results.json" ]]; then
+    echo "[run_sweeps] $dir: finished, skipped"
+  else
+    python main.py "$@" --results_dir="$dir"
+  fi
+}
+
 cell() {  # cell L R [flags of the Orig run]: Orig (and Rec) at one (L, R)
   local L="$1" R="$2"
   shift 2
   local common=(--flagfile="flags/$DATASET.cfg" --mode=detect --model=F --num_tests="$N"
                 --detect_val="$N" --rec_iters="$L" --rec_rr="$R" --nodetect_whitebox
                 --adv_sources="$bb")
-  local orig_dir="$out/orig_L${L}_R${R}_n${N}" rec_dir="$out/rec_L${L}_R${R}_n${N}"
-  if [[ -f "$orig_dir/results.json" ]]; then
-    echo "[run_sweeps] $orig_dir: finished, skipped"
-  else
-    python main.py "${common[@]}" "$@" --results_dir="$orig_dir"
-  fi
-  if [[ "$rec" == - ]]; then return 0; fi
-  if [[ -f "$rec_dir/results.json" ]]; then
-    echo "[run_sweeps] $rec_dir: finished, skipped"
-  else
-    python main.py "${common[@]}" --classifier_dir="$rec" --results_dir="$rec_dir"
+  detect "$out/orig_L${L}_R${R}_n${N}" "${common[@]}" "$@"
+  if [[ "$rec" != - ]]; then
+    detect "$out/rec_L${L}_R${R}_n${N}" "${common[@]}" --classifier_dir="$rec"
   fi
 }
 
@@ -94,12 +96,7 @@ if on eps; then
   # The ROC figure per eps (Figs 4-5 show MNIST at L=400; the project's default is L=200).
   # In the sweep's folder, so the validation, clean and eps 0.3 projections of its L=200 cell
   # are reused from the cache.
-  roc_dir="$out/roc_eps_L200_R10_n${N}"
-  if [[ -f "$roc_dir/results.json" ]]; then
-    echo "[run_sweeps] $roc_dir: finished, skipped"
-  else
-    python main.py --flagfile="flags/$DATASET.cfg" --mode=detect --model=F --num_tests="$N" \
-      --detect_val="$N" --nodetect_whitebox --adv_sources="$EPS_DIRS" --results_dir="$roc_dir"
-  fi
+  detect "$out/roc_eps_L200_R10_n${N}" --flagfile="flags/$DATASET.cfg" --mode=detect \
+    --model=F --num_tests="$N" --detect_val="$N" --nodetect_whitebox --adv_sources="$EPS_DIRS"
 fi
 python scripts/results_detection.py --plot --dataset="$DATASET"

@@ -27,8 +27,8 @@ The substitute depends only on its settings and oracle, so it is kept in
 is saved there as it finishes, and the evaluation records per batch in the run's folder, so
 a killed run resumes where it stopped. A finished run (results.json with the same flags and
 checkpoints) is kept without training anything, also on a machine without that state. Writes
-results.json, records/, adversarial.npz (the
-adversarial test images for the detection mode), examples.png and logs/.
+results.json, records/, adversarial.npz (the adversarial test images for the detection mode),
+examples.png and logs/.
 """
 
 import dataclasses
@@ -276,9 +276,9 @@ def _finished_run(results_dir: str, cfg: Config, checkpoints_used: dict,
                   oracle_checkpoints: dict) -> dict | None:
     """results.json of results_dir when it was written with the same flags (but for
     --results_dir itself), the same evaluated checkpoints and the same oracle checkpoints
-    (sha256), else None. Checked before the
-    substitute is trained: on a new machine its state (git-ignored) is gone, and retraining it
-    only to find every evaluation batch done would cost a substitute's oracle queries."""
+    (sha256), else None. Checked before the substitute is trained: on a new machine its state
+    (git-ignored) is gone, and retraining it only to find every evaluation batch done would
+    cost a substitute's oracle queries."""
     previous = results.load(results_dir)
     settings = previous.get("settings", {})
 
