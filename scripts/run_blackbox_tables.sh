@@ -14,8 +14,9 @@
 # As in the release, the substitute is labelled by the evaluated classifier behind
 # Defense-GAN for every defense (--blackbox_labels=defended), so every substitute costs 4,650
 # oracle projections. Those use the fast oracle projection (--oracle_fast, the default: L=100,
-# R=10, early stop after 25% keeping 2 restarts, recorded in each results.json); the
-# evaluation of the adversarial images uses the faithful L=200, R=10 float32. One substitute
+# R=10, early stop after 25% keeping 2 restarts; and bf16, --oracle_precision=bfloat16;
+# recorded in each results.json and the run's name); the evaluation of the adversarial images
+# uses the faithful L=200, R=10 float32. One substitute
 # per (classifier, substitute model): none, magnet and defense_gan share the plain
 # classifier's (the none run trains it); adv_tr at each eps and rec have their own.
 # Cost on one Zen 5 core: a substitute about 27 min; a Defense-GAN evaluation of 500 images
@@ -29,8 +30,8 @@ cd "$(dirname "$0")/.."
 stage="${1:-all}"
 DATASET="${DATASET:-mnist}"
 ROWS="${ROWS:-A/B A/E B/B B/E C/B C/E D/B D/E}"
-bb() {
-  python main.py --flagfile="flags/$DATASET.cfg" --mode=blackbox "$@"
+bb() {  # the oracle projection must match scripts/results_blackbox.py's TABLE_ORACLE
+  python main.py --flagfile="flags/$DATASET.cfg" --mode=blackbox --oracle_precision=bfloat16 "$@"
 }
 want() { [[ "$stage" == "$1" || "$stage" == all ]]; }
 have() {  # have <checkpoint folder name> <what the row needs it for>

@@ -11,11 +11,12 @@ import results_blackbox  # noqa: E402
 
 
 def fake_run(root, folder, model, sub, defense, adv, n, dataset="mnist", labels="defended",
-             eps=0.3, L=200, variant=None, adv_eps=None, clean=0.99, sub_acc=0.8):
+             eps=0.3, L=200, variant=None, adv_eps=None, clean=0.99, sub_acc=0.8,
+             oracle_precision="bfloat16"):
     settings = {"model": model, "defense": defense, "rec_iters": L, "rec_rr": 10,
                 "attack_settings": {"eps": eps}, "substitute": {"model": sub},
                 "oracle": {"labels": labels, "labelling_defense": "defense_gan",
-                           "rec_iters": 100, "rec_rr": 10, "precision": "float32",
+                           "rec_iters": 100, "rec_rr": 10, "precision": oracle_precision,
                            "rec_prune_at": 0.25, "rec_keep": 2}}
     if variant:
         settings["classifier_variant"] = variant
@@ -63,6 +64,16 @@ def test_empty_cells_show_the_paper_and_runs_outside_the_protocol_are_listed_apa
     assert "labels: target" in other and "0.480 [" in other
 
 
+def test_a_run_whose_substitute_had_another_oracle_projection_is_listed_apart(tmp_path):
+    root = str(tmp_path)
+    fake_run(root, "fp32_oracle", "A", "B", "none", 0.44, 1850, oracle_precision="float32")
+    fake_run(root, "bf16_oracle", "A", "B", "none", 0.47, 500)
+    text = results_blackbox.section(root)
+    assert "0.470 [" in row(text, "A/B") and "0.440 [" not in row(text, "A/B")
+    other = text.split("Other black-box runs")[1]
+    assert "0.440 [" in other and "L=100, R=10, float32" in other
+
+
 def test_table3_fills_each_eps_from_the_rec_runs_of_f_against_e_at_l400(tmp_path):
     root = str(tmp_path)
     fake_run(root, "t3_010", "F", "E", "defense_gan", 0.98, 500, L=400, eps=0.1, variant="rec")
@@ -79,3 +90,9 @@ def test_fashion_mnist_uses_table_2_and_its_own_folder(tmp_path):
     assert "Table 2 layout" in text
     assert "0.400 [" in row(text, "A/B") and "(0.513)" in row(text, "A/B")
     assert "0.400 [" not in results_blackbox.section(root, "mnist")
+
+
+def test_the_table_script_labels_substitutes_with_the_tables_oracle_precision():
+    with open(os.path.join(REPO, "scripts", "run_blackbox_tables.sh")) as f:
+        script = f.read()
+    assert f"--oracle_precision={results_blackbox.TABLE_ORACLE['precision']}" in script
