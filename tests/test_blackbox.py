@@ -191,7 +191,9 @@ def test_a_magnet_oracle_answers_the_reformed_label(runs, smoke_run, smoke_class
     ({"defense": "defense_gan", "rec_classifier": True},
      "A_defense_gan_rec_subB_L200_R10_oracleL100R10_prune0.25k2_eps0.3_n500"),
     ({"defense": "magnet"}, "A_magnet_subB_fpr0.001_oracleL100R10_prune0.25k2_eps0.3_n500"),
-], ids=["adv0.3", "adv0.15", "rec", "magnet"])
+    ({"defense": "none", "oracle_precision": "bfloat16"},
+     "A_none_subB_oracleL100R10_prune0.25k2_bf16_eps0.3_n500"),
+], ids=["adv0.3", "adv0.15", "rec", "magnet", "bf16_oracle"])
 def test_run_names_keep_apart_the_classifier_variants_of_table_1(flags, name):
     from defense_gan.config import Config
     from defense_gan.modes import blackbox as mode
