@@ -242,6 +242,23 @@ def timing_table(root: str) -> str:
     return text
 
 
+def roc_figures(root: str, dataset: str = "mnist") -> str:
+    """The ROC figure (one curve per eps, as the paper's Figs 4-5) of each roc_* run in the
+    sweep folder whose roc.png exists, embedded; "" when there is none."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(root, sweeps_dir(dataset), "roc_*", "roc.png"))):
+        r = _load(os.path.join(os.path.dirname(path), "results.json"))
+        if not r:
+            continue
+        s = r["settings"]
+        n = sorted({c["n_attacked"] for c in r["curves"]})
+        out.append(f"ROC curves per eps, black-box FGSM (L={s['rec_iters']}, R={s['rec_rr']}, "
+                   f"{'/'.join(map(str, n))} attacked and as many clean test images per curve; "
+                   f"the paper's Figs 4-5 are at L={DATASETS[dataset]['eps_auc_L']}):\n\n"
+                   f"![ROC per eps]({os.path.relpath(path, root)})\n")
+    return "\n".join(out)
+
+
 def section(root: str = REPO, dataset: str = "mnist") -> str:
     """The Markdown of the detection and L / R sweep sections of one data set (MNIST: Figs 4,
     Tables 8 and 10, then Table 13, which covers both data sets; Fashion-MNIST: Fig 5, Tables 9
@@ -268,6 +285,7 @@ def section(root: str = REPO, dataset: str = "mnist") -> str:
            f"each eps: `{env}scripts/run_sweeps.sh blackbox` then `{env}scripts/run_sweeps.sh "
            "eps`; ROC curves: `roc.png` in each run folder.\n",
            detection_table(root, dataset),
+           roc_figures(root, dataset),
            f"\n## Tables {l_table.split()[1]} and {r_table.split()[1]}: {spec['name']}, model F, "
            "black-box FGSM eps 0.3 (substitute E), varying L and R\n",
            "One detect run per (L, R) gives the accuracy of classifier F on reconstructions of "

@@ -110,3 +110,15 @@ def test_fashion_mnist_cells_sit_beside_tables_9_and_11_and_its_own_eps_aucs(tmp
     assert not any(line.startswith("| 20 ") for line in text.splitlines())  # no R=20 row
     roc_row = next(line for line in text.splitlines() if "eps 0.1," in line)
     assert "| 0.775 |" in roc_row  # Fashion-MNIST's legend at eps 0.1, not MNIST's 0.914
+
+
+def test_the_roc_figure_of_the_eps_run_is_embedded_once_it_exists(tmp_path):
+    root = str(tmp_path)
+    folder = "results/mnist/sweeps/roc_eps_L200_R10_n500"
+    fake_detect(root, folder, 200, 10, 0.944, 0.97, 0.6, label="black-box FGSM eps 0.1, substitute E")
+    assert "roc.png" not in results_detection.section(root).split("## Tables")[0].split("`roc.png`")[1]
+    with open(os.path.join(root, folder, "roc.png"), "wb") as f:
+        f.write(b"\x89PNG")
+    text = results_detection.section(root)
+    assert f"![ROC per eps]({folder}/roc.png)" in text
+    assert "L=200, R=10, 500 attacked" in text and "Figs 4-5 are at L=400" in text
