@@ -54,6 +54,20 @@ def test_each_column_takes_its_defense_and_classifier_variant_beside_the_paper(t
         assert f"results/mnist/blackbox/{folder}/results.json" in cell
 
 
+def test_a_magnet_cell_also_gives_the_accuracy_on_the_reformed_images_alone(tmp_path):
+    root = str(tmp_path)
+    fake_run(root, "magnet", "A", "B", "magnet", 1.0, 1850)
+    path = os.path.join(root, "results", "mnist", "blackbox", "magnet", "results.json")
+    with open(path) as f:
+        result = json.load(f)
+    result["metrics"]["reformed_adversarial_accuracy"] = 0.859
+    with open(path, "w") as f:
+        json.dump(result, f)
+    cell = row(results_blackbox.section(root), "A/B").split("|")[7]
+    assert cell.strip().startswith("1.000 [") and "/ reformed only 0.859 [" in cell
+    assert "(0.694)" in cell
+
+
 def test_empty_cells_show_the_paper_and_runs_outside_the_protocol_are_listed_apart(tmp_path):
     root = str(tmp_path)
     fake_run(root, "target", "A", "B", "none", 0.48, 1850, labels="target")
