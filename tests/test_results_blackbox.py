@@ -68,6 +68,22 @@ def test_a_magnet_cell_also_gives_the_accuracy_on_the_reformed_images_alone(tmp_
     assert "(0.694)" in cell
 
 
+def test_a_defense_gan_cell_is_explained_from_its_own_results_json(tmp_path):
+    root = str(tmp_path)
+    fake_run(root, "orig", "A", "B", "defense_gan", 0.546, 500)
+    path = os.path.join(root, "results", "mnist", "blackbox", "orig", "results.json")
+    with open(path) as f:
+        result = json.load(f)
+    result["metrics"].update(defended_clean_accuracy=0.994, undefended_adversarial_accuracy=0.42,
+                             mean_mse_adv=0.0364, mean_mse_clean=0.0031)
+    with open(path, "w") as f:
+        json.dump(result, f)
+    note = next(line for line in results_blackbox.section(root).splitlines()
+                if line.startswith("- A/B Defense-GAN-Orig"))
+    assert "attacked 0.546 [" in note and "clean reconstructions 0.994 [" in note
+    assert "leaves 0.420 [" in note and "0.0364 attacked, 0.0031 clean (11.7x)" in note
+
+
 def test_empty_cells_show_the_paper_and_runs_outside_the_protocol_are_listed_apart(tmp_path):
     root = str(tmp_path)
     fake_run(root, "target", "A", "B", "none", 0.48, 1850, labels="target")
