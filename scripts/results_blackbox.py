@@ -211,7 +211,7 @@ def defense_gan_notes(runs, dataset: str) -> list:
     return ["", "Where the Defense-GAN cells come from (each run's results.json). A low "
             "attacked accuracy beside a high clean-reconstruction accuracy and a large "
             "attacked/clean MSE ratio means the projection removes the perturbation's pixels "
-            "but lands on another digit: the attacked image is off the generator's range "
+            "but lands on another class: the attacked image is off the generator's range "
             "(and detected, see the detection section), not reproduced. Known differences from "
             "the paper: our generator trained "
             + (" / ".join(f"{i:,}" for i in sorted(iterations)) or "fewer")
