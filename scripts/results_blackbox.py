@@ -18,6 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from defense_gan import results, stats  # noqa: E402
+from defense_gan.config import Config  # noqa: E402
 
 ROWS = ("A/B", "A/E", "B/B", "B/E", "C/B", "C/E", "D/B", "D/E")
 # (column title, key); the paper's values are in this order.
@@ -48,12 +49,12 @@ PAPER_TABLE3 = {"mnist": {0.10: "0.9864±0.0011", 0.15: "0.9836±0.0026", 0.20: 
                 "fashion_mnist": {0.10: "0.8844±0.0017", 0.15: "0.8267±0.0065",
                                   0.20: "0.7492±0.0170", 0.25: "0.6384±0.0159",
                                   0.30: "0.5126±0.0096"}}
-# The oracle projection of the tables' substitutes: the flags scripts/run_blackbox_tables.sh
-# gives every run (L=100, R=10 and early stop from --oracle_fast, bf16 from
+# The oracle projection of the tables' substitutes: what the flags scripts/run_blackbox_tables.sh
+# gives every run make of the defaults (L, R and early stop from --oracle_fast, bf16 from
 # --oracle_precision=bfloat16). A row's columns share one substitute only when its oracle is
 # the same, so runs with another oracle projection are listed under the tables, not in them.
-TABLE_ORACLE = {"rec_iters": 100, "rec_rr": 10, "precision": "bfloat16", "rec_prune_at": 0.25,
-                "rec_keep": 2}
+TABLE_ORACLE = {**Config(mode="blackbox", oracle_precision="bfloat16").oracle_projection(),
+                "rec_keep": Config().rec_keep}
 TITLES = {"mnist": ("Table 1", "MNIST"), "fashion_mnist": ("Table 2", "Fashion-MNIST")}
 SCRIPTS = {"mnist": "scripts/run_blackbox_tables.sh",
            "fashion_mnist": "DATASET=fashion_mnist scripts/run_blackbox_tables.sh"}
@@ -182,7 +183,7 @@ def other_runs(runs, dataset: str) -> list:
     return out
 
 
-def defense_gan_notes(runs, dataset: str) -> list:
+def defense_gan_notes(runs) -> list:
     """Per Defense-GAN cell of the table, what its results.json says about where the gap to the
     undefended attack comes from: the same images' clean reconstructions, the reconstruction
     error of attacked and clean images, and the attack without the defense."""
@@ -241,7 +242,7 @@ def section(root: str = REPO, dataset: str = "mnist") -> str:
               "4,650 queries): " + oracle_text({"settings": {"oracle": TABLE_ORACLE}})
               + "; black-box runs with another oracle projection are listed below the "
               "tables."]
-    lines += defense_gan_notes(runs, dataset)
+    lines += defense_gan_notes(runs)
     lines += ["", "**Table 3** (model F, substitute E, Defense-GAN-Rec, L=400, R=10, FGSM "
               "black-box at each eps; 500 images per cell):", ""]
     lines += table3(runs, dataset)

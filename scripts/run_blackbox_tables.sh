@@ -19,9 +19,10 @@
 # uses the faithful L=200, R=10 float32. One substitute
 # per (classifier, substitute model): none, magnet and defense_gan share the plain
 # classifier's (the none run trains it); adv_tr at each eps and rec have their own.
-# Cost on one Zen 5 core: a substitute about 27 min; a Defense-GAN evaluation of 500 images
+# Cost on one Zen 5 core: a substitute about 14 min (bf16 oracle; 24-27 min with fp32); a Defense-GAN evaluation of 500 images
 # about 14 min, plus 14 min for the clean images, which every row shares (one cache under
-# results/<dataset>/blackbox/.projection_cache); the rest is seconds. About 2.3 h per row.
+# results/<dataset>/blackbox/.projection_cache); the rest is seconds. Measured: row A/B 1.5 h
+# (with the shared clean projection), row A/E 1.2 h.
 # Needs: checkpoints/<dataset>/classifier_<m>_adv (0.15), _adv0.3 (scripts/train_baselines.sh),
 # _rec (scripts/train_rec_classifiers.sh) and magnet; rows whose checkpoints are missing
 # say so and are skipped.
