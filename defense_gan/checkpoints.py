@@ -40,15 +40,26 @@ def environment() -> dict:
             "python": platform.python_version(), "cpu": cpu_name()}
 
 
-def cpu_name() -> str:
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name, with its family and model numbers when /proc/cpuinfo has them.
+
+    Virtual machines often report only "AMD EPYC", which hides whether the CPU is a Zen 2 or a
+    Zen 5 (a 4x difference in projection speed); family 25 / 26 tell them apart.
+    """
+    fields = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if fields.get("cpu family") and fields.get("model"):
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def export(folder: str, model: keras.Model, manifest: dict) -> dict:

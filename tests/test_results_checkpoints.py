@@ -59,3 +59,11 @@ def test_an_unreadable_manifest_stops_with_an_error_naming_it(tmp_path):
     with pytest.raises(SystemExit) as exc:
         results_checkpoints.section(str(tmp_path), test_images={"mnist": 10})
     assert str(broken) in str(exc.value) and str(exc.value).startswith("error:")
+
+
+def test_cpu_name_adds_family_and_model_so_a_bare_amd_epyc_is_told_apart(tmp_path):
+    from defense_gan.checkpoints import cpu_name
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\n"
+                    "model name\t: AMD EPYC\n\nprocessor\t: 1\nmodel name\t: other\n")
+    assert cpu_name(str(info)) == "AMD EPYC (family 26, model 2)"
