@@ -239,8 +239,8 @@ def define_flags() -> None:
     flags.DEFINE_float("pgd_step_size", None,
                        "PGD step size (default 2.5 * budget / --pgd_steps, Madry et al.).")
     flags.DEFINE_integer("pgd_restarts", 1,
-                         "PGD random restarts; per image the worst case (first restart that "
-                         "fools the attacked model, else the last) is kept.")
+                         "PGD random restarts; per image the worst case (the restart whose "
+                         "final loss on the attacked model is highest) is kept.")
     flags.DEFINE_float("pgd_eps_l2", 1.98,
                        "PGD L2 budget (pixels in [0, 1]). 1.98 = sqrt(0.005 * 784): Athalye et "
                        "al.'s MNIST Defense-GAN distance 0.005 read as a per-pixel mean square.")

@@ -236,6 +236,9 @@ def validate(cfg: Config) -> Config:
     _check(cfg.dataset in IMPLEMENTED_DATASETS, "dataset",
            f"'{cfg.dataset}' is reserved but not implemented yet (implemented: "
            f"{', '.join(IMPLEMENTED_DATASETS)})")
+    _check(cfg.dataset != "celeba" or cfg.mode not in ("blackbox", "detect"), "dataset",
+           f"celeba has no --mode={cfg.mode} (the paper reports CelebA only white-box, Table 12; "
+           "the substitute and detection paths are built for 28x28 grey images)")
     for name in ("iterations", "epochs", "batch_size", "latent_dim", "critic_iters",
                  "log_every", "image_every", "checkpoint_every", "keep_checkpoints",
                  "rec_iters", "rec_rr", "rec_keep", "num_tests", "eval_batch_size", "pgd_steps",

@@ -3,17 +3,23 @@
 A run killed at any moment leaves either the old file or the new one, never half of one.
 """
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 
 
-def writable_dir_problem(path: str) -> str | None:
+def writable_dir_problem(path: str, keep: bool = True) -> str | None:
     """Create folder `path` if needed and probe it with a file; None if it is usable, else
-    what is wrong with it ("exists and is not a directory", "is not writable (...)")."""
+    what is wrong with it ("exists and is not a directory", "is not writable (...)").
+    keep=False removes again the folders this call created: a check that leaves nothing."""
     if os.path.exists(path) and not os.path.isdir(path):
         return "exists and is not a directory"
+    created, parent = [], os.path.abspath(path)
+    while not os.path.exists(parent):
+        created.append(parent)
+        parent = os.path.dirname(parent)
     try:
         os.makedirs(path, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=path)
@@ -21,6 +27,11 @@ def writable_dir_problem(path: str) -> str | None:
         os.remove(probe)
     except OSError as err:
         return f"is not writable ({err.strerror or err})"
+    finally:
+        if not keep:
+            for folder in created:  # deepest first
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
     return None
 
 

@@ -28,12 +28,16 @@ LOG_SUBDIR = "logs"
 EXPORT_SUBDIR = "export"
 
 
-def prepare_train_dir(train_dir: str) -> None:
+def prepare_train_dir(train_dir: str, create: bool = True) -> None:
     """Create `train_dir` or fail with a one-line error naming --train_dir; remove debris that
-    a killed run can leave (partial `ckpt-N_temp/` saves, `.tmp-*` exports)."""
-    problem = writable_dir_problem(train_dir)
+    a killed run can leave (partial `ckpt-N_temp/` saves, `.tmp-*` exports).
+    create=False only checks (the modes' fail-fast check before the data load): a run that then
+    stops on bad data leaves no empty train_dir behind."""
+    problem = writable_dir_problem(train_dir, keep=create)
     if problem:
         raise ConfigError(f"--train_dir: '{train_dir}' {problem}")
+    if not os.path.isdir(train_dir):
+        return
     debris = [os.path.join(train_dir, n) for n in os.listdir(train_dir) if n.startswith(".tmp-")]
     ckpt_dir = os.path.join(train_dir, CKPT_SUBDIR)
     if os.path.isdir(ckpt_dir):

@@ -104,10 +104,12 @@ def error_line(stderr: str) -> str:
 
 
 def tree_digest(folder) -> dict:
-    """{relative path: sha256} of every file under `folder`."""
+    """{relative path: sha256} of every file under `folder`, and {path: "folder"} of every
+    folder, so an empty folder left behind counts as a change."""
     folder = pathlib.Path(folder)
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest()
+                                         if p.is_file() else "folder")
+            for p in sorted(folder.rglob("*"))}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -231,13 +231,14 @@ TINY = ("--mode=whitebox", "--model=F", "--num_tests=4", "--eval_batch_size=4",
     ("--eot_samples=0", "--eot_samples: must be >= 1"),
     ("--sweep_eps=0.1,1.5", "--sweep_eps: every eps must be in [0, 1]"),
     ("--rec_iters=100000", "--rec_iters: --gradient=unrolled through L=100000"),
+    ("--defense=none --attack=latent", "--attack: needs --defense=defense_gan"),
 ])
 def test_bad_adaptive_input_is_one_line_naming_the_flag_and_writes_nothing(tmp_path, flag,
                                                                            message):
     extra = ("--gradient=unrolled",) if "rec_iters" in flag else ("--gradient=bpda",)
     before = tree_digest(tmp_path)
-    rc, out, err = run_main_here(*TINY, "--attack=pgd", "--defense=defense_gan", *extra, flag,
-                            f"--results_dir={tmp_path / 'run'}")
+    rc, out, err = run_main_here(*TINY, "--attack=pgd", "--defense=defense_gan", *extra,
+                                 *flag.split(), f"--results_dir={tmp_path / 'run'}")
     assert rc != 0 and message in error_line(err)
     assert tree_digest(tmp_path) == before and not (tmp_path / "run").exists()
 
@@ -253,6 +254,31 @@ def test_eot_run_with_cheaper_attack_projections_records_what_the_attacker_knew(
     assert knows["evaluated_projection"]["rec_iters"] == 2
     assert "never used" in knows["projection_seeds"]
     assert result["metrics"]["adversarial_accuracy_fresh_seed_ci95"] is not None
+
+
+def test_latent_attack_from_the_command_line_reports_success_and_distance_of_changed_images(
+        tmp_path):
+    rc, out, err = run_main(*TINY, "--attack=latent", "--defense=defense_gan",
+                            "--gradient=bpda", "--latent_iters=3", f"--results_dir={tmp_path}")
+    assert rc == 0, err
+    result = json.loads((tmp_path / "results.json").read_text())
+    m = result["metrics"]
+    assert 0.0 <= m["changed_fraction"] <= 1.0 and m["num_images"] == 4
+    records = [r for f in sorted((tmp_path / "records").glob("batch_*.json"))
+               for r in json.loads(f.read_text())["records"]]
+    changed = [r["l2"] ** 2 for r in records if r["l2"] > 0]
+    assert m["changed_fraction"] == len(changed) / 4
+    if changed:
+        assert m["mean_l2_sq_changed"] == pytest.approx(np.mean(changed))
+
+
+def test_unrolled_gradient_run_from_the_command_line_moves_the_images(tmp_path):
+    rc, out, err = run_main(*TINY, "--attack=fgsm", "--defense=defense_gan",
+                            "--gradient=unrolled", f"--results_dir={tmp_path}")
+    assert rc == 0, err
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["settings"]["gradient"] == "unrolled"
+    assert result["metrics"]["mean_linf"] == pytest.approx(0.3, abs=1e-5)
 
 
 def test_sweep_writes_accuracy_per_eps_as_json_and_png(tmp_path):

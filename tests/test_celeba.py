@@ -270,3 +270,10 @@ def test_e2e_whitebox_attacks_in_minus_one_one_with_the_releases_eps(celeba_e2e)
     assert np.abs(adv - clean).max() == pytest.approx(0.3, abs=1e-5)
     assert metrics["mean_linf"] == pytest.approx(0.3, abs=1e-5)
     assert (celeba_e2e / "whitebox" / "examples.png").is_file()
+
+
+@pytest.mark.parametrize("mode", ["blackbox", "detect"])
+def test_celeba_in_the_28x28_only_modes_is_refused_naming_dataset(mode):
+    from defense_gan import config
+    with pytest.raises(ConfigError, match=f"^--dataset: celeba has no --mode={mode}"):
+        config.validate(config.Config(mode=mode, dataset="celeba"))

@@ -133,6 +133,7 @@ def test_detect_threshold_is_chosen_on_validation(detect_run):
     ("--detect_val=0", "--detect_val: the detection threshold is chosen on validation"),
     ("--adv_sources=", "--adv_sources: is an empty list"),
     ("--adv_sources=a,,b", "--adv_sources: has an empty entry"),
+    ("--rec_iters_snapshots=", "--rec_iters_snapshots: is an empty list"),
     ("--rec_iters_snapshots=3", "--rec_iters_snapshots: every value must be in [1, --rec_iters=3)"),
     ("--rec_iters_snapshots=1,x", "--rec_iters_snapshots: 'x' is not an integer"),
     ("--rec_iters_snapshots=1 --rec_prune_at=0.5 --rec_keep=1",

@@ -1,13 +1,14 @@
 """--dataset=fashion_mnist through main.py: train_gan (2 iterations), train_classifier (1 epoch
-on 64 images) and whitebox with Defense-GAN on the bundled Fashion-MNIST (flags/smoke.cfg),
-and the refusal of a checkpoint trained on another data set (the shipped MNIST generator)."""
+on 64 images) and whitebox with Defense-GAN on the bundled Fashion-MNIST (flags/smoke.cfg);
+blackbox and detect on the shipped Fashion-MNIST checkpoints; and the refusal of a checkpoint
+trained on another data set (the shipped MNIST generator)."""
 
 import json
 
 import numpy as np
 import pytest
 
-from conftest import (REPO, SMOKE_CLASSIFIER_MODEL as MODEL, SMOKE_FLAGFILE, error_line,
+from conftest import (REPO, run_main, SMOKE_CLASSIFIER_MODEL as MODEL, SMOKE_FLAGFILE, error_line,
                       run_main_here, run_pipeline, tree_digest)
 from defense_gan import data
 
@@ -54,3 +55,37 @@ def test_the_mnist_generator_is_refused_for_fashion_mnist_in_one_line_writing_no
     assert line.startswith("error: --gan_dir: ")
     assert "'mnist'" in line and "--dataset=fashion_mnist" in line
     assert tree_digest(tmp_path) == before and not results_dir.exists()
+
+
+@pytest.fixture(scope="module")
+def fashion_blackbox_then_detect(tmp_path_factory):
+    """(blackbox results, detect results): a smoke black-box run through Defense-GAN on the
+    shipped Fashion-MNIST generator and classifier F, then detect on its adversarial images."""
+    root = tmp_path_factory.mktemp("fashion_bb")
+    rc, out, err = run_main(*COMMON, "--mode=blackbox", "--model=F", "--sub_model=E",
+                            "--defense=defense_gan", "--oracle_rec_iters=3",
+                            "--oracle_rec_rr=2", f"--results_dir={root / 'bb'}")
+    assert rc == 0, f"{out}\n{err}"
+    rc, out, err = run_main(*COMMON, "--mode=detect", "--model=F", "--detect_val=8",
+                            "--nodetect_whitebox", f"--adv_sources={root / 'bb'}",
+                            f"--results_dir={root / 'detect'}")
+    assert rc == 0, f"{out}\n{err}"
+    return tuple(json.loads((root / name / "results.json").read_text())
+                 for name in ("bb", "detect"))
+
+
+def test_fashion_mnist_blackbox_runs_on_the_shipped_fashion_checkpoints(
+        fashion_blackbox_then_detect):
+    result, _ = fashion_blackbox_then_detect
+    assert result["flags"]["dataset"] == "fashion_mnist"
+    used = result["settings"]["checkpoints"]
+    assert used["generator"]["folder"].endswith("checkpoints/fashion_mnist/gan")
+    assert used["classifier"]["folder"].endswith("checkpoints/fashion_mnist/classifier_F")
+    assert result["metrics"]["num_images"] == 8
+
+
+def test_fashion_mnist_detect_scores_the_fashion_blackbox_images(fashion_blackbox_then_detect):
+    _, result = fashion_blackbox_then_detect
+    assert result["flags"]["dataset"] == "fashion_mnist"
+    (curve,) = result["curves"]
+    assert curve["n_attacked"] == 8 and 0.0 <= curve["auc"] <= 1.0

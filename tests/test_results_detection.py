@@ -122,3 +122,31 @@ def test_the_roc_figure_of_the_eps_run_is_embedded_once_it_exists(tmp_path):
     text = results_detection.section(root)
     assert f"![ROC per eps]({folder}/roc.png)" in text
     assert "L=200, R=10, 500 attacked" in text and "Figs 4-5 are at L=400" in text
+
+
+def test_timing_table_names_the_cpu_and_puts_each_cell_beside_the_papers_titan_x(tmp_path):
+    root = str(tmp_path)
+    cells = [{"setting": "fp32", "L": 10, "R": 1, "seconds_per_image": 0.0123,
+              "seconds_per_image_std": 0.0004},
+             {"setting": "fp32", "L": 200, "R": 10, "seconds_per_image": 0.844,
+              "seconds_per_image_std": 0.042}]
+    result = {"command": "python benchmarks/reconstruction_time.py", "cells": cells,
+              "machine": {"cpu": "AMD EPYC (family 25, model 17)", "cpu_count": 2,
+                          "load_average_at_start": [0.1]},
+              "load_average_at_end": [0.2], "shared_machine_note": "idle",
+              "paper_note": "paper Table 13",
+              "spec": {"batch": 50, "repeats": 2, "settings": ["fp32"], "L": [10, 200],
+                       "R": [1, 10]}}
+    os.makedirs(tmp_path / "benchmarks" / "results")
+    with open(tmp_path / "benchmarks" / "results" / "reconstruction_time.json", "w") as f:
+        json.dump(result, f)
+    text = results_detection.timing_table(root)
+    assert text.startswith("AMD EPYC (family 25, model 17) (2 CPUs; load average 0.1")
+    lines = text.splitlines()
+    assert "| 1 | 0.012±0.000 (0.043±0.027) | - |" in lines
+    assert "| 10 | - | 0.844±0.042 (0.675±0.016) |" in lines
+
+
+def test_timing_table_says_how_to_measure_when_nothing_is_measured(tmp_path):
+    assert "python benchmarks/reconstruction_time.py" in \
+        results_detection.timing_table(str(tmp_path))

@@ -210,6 +210,18 @@ def test_train_dir_that_cannot_be_created_exits_2_naming_train_dir(tmp_path):
     assert "--train_dir" in error_line(err)
 
 
+def test_the_modes_fail_fast_check_of_a_new_train_dir_leaves_no_folder(tmp_path):
+    train_dir = tmp_path / "a" / "b" / "train"
+    training.prepare_train_dir(str(train_dir), create=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_check_still_refuses_a_train_dir_under_a_file(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="--train_dir"):
+        training.prepare_train_dir(str(tmp_path / "file" / "train"), create=False)
+
+
 @pytest.mark.parametrize("flag, value", [("iterations", "0"), ("batch_size", "-1"),
                                          ("fgsm_eps", "2")])
 def test_out_of_range_flag_exits_nonzero_naming_the_flag(tmp_path, flag, value):

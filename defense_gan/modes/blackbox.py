@@ -196,6 +196,14 @@ def run(cfg: Config) -> None:
     print(f"[blackbox] substitute {cfg.sub_model} of model {cfg.model} ({cfg.defense}); its "
           f"points are labelled by {label_defense} ({cfg.blackbox_labels}) with "
           f"{oracle.settings}; state in {state.folder}", flush=True)
+    # Each round's accuracy and query count reach TensorBoard as the round ends; the rounds
+    # resumed from an earlier process are written once the substitute is done.
+    writer = tf.summary.create_file_writer(os.path.join(results_dir, "logs"))
+    written = set()
+
+    def on_round(info):
+        _write_substitute_scalars(writer, [info])
+        written.add(info["round"])
     history = substitute.train_substitute(
         sub, x_test[:first], y_test[:first], oracle=oracle.predict,
         oracle_batch_size=oracle.batch_size,
@@ -203,7 +211,8 @@ def run(cfg: Config) -> None:
         state=state, rounds=cfg.sub_rounds, epochs=cfg.sub_epochs, lam=cfg.sub_lambda,
         batch_size=cfg.batch_size, lr=cfg.classifier_lr, seed=cfg.seed,
         eval_x=x_rest, eval_y=splits.y_test[first:].astype(np.int64),
-        progress=lambda line: print(line, flush=True))
+        progress=lambda line: print(line, flush=True), on_round=on_round)
+    _write_substitute_scalars(writer, [h for h in history if h["round"] not in written])
     history = _with_interval(history, len(x_rest))
     final_round = cfg.sub_rounds - 1
     state.load_round(final_round, sub)  # the saved weights: identical in fresh and resumed runs
@@ -255,7 +264,6 @@ def run(cfg: Config) -> None:
                                 sys.argv)
     result.update(substitute_rounds=history, oracle_queries=history[-1]["oracle_queries"],
                   gradient_mode=f"none: FGSM on the substitute {cfg.sub_model}, transferred")
-    _write_substitute_scalars(os.path.join(results_dir, "logs"), history)
     results.write(results_dir, result,
                   evaluation.load_example_images(os.path.join(results_dir, "records")))
     print(f"[blackbox] substitute accuracy {metrics['substitute_accuracy']:.4f}, "
@@ -304,8 +312,7 @@ def _json_roundtrip(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def _write_substitute_scalars(log_dir, history):
-    writer = tf.summary.create_file_writer(log_dir)
+def _write_substitute_scalars(writer, history):
     for info in history:
         summaries.scalars(writer, info["round"], {
             "substitute/accuracy": info["substitute_accuracy"],

@@ -44,7 +44,7 @@ def run(cfg: Config) -> None:
     train_dir = cfg.resolved_train_dir()
     recs = reconstruction_source(cfg) if cfg.train_on_recs else None
     if distribute.is_chief(strategy):
-        training.prepare_train_dir(train_dir)  # fail fast, before the data load and model build
+        training.prepare_train_dir(train_dir, create=False)  # fail fast, leave nothing
     spec = dataset_spec.get(cfg.dataset)
     splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir, cfg.train_limit)
     x_train, x_val_rec, trained_on = splits.x_train, None, "clean training images"

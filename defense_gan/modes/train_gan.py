@@ -18,7 +18,7 @@ def run(cfg: Config) -> None:
     distribute.per_replica_batch(strategy, cfg.batch_size)  # --batch_size is the global batch
     train_dir = cfg.resolved_train_dir()
     if distribute.is_chief(strategy):
-        training.prepare_train_dir(train_dir)  # fail fast, before the data load and model build
+        training.prepare_train_dir(train_dir, create=False)  # fail fast, leave nothing
     spec = dataset_spec.get(cfg.dataset)
     splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir, cfg.train_limit)
     with strategy.scope() if strategy else contextlib.nullcontext():

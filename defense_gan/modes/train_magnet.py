@@ -13,7 +13,7 @@ from defense_gan.config import Config
 
 def run(cfg: Config) -> None:
     train_dir = cfg.resolved_train_dir()
-    training.prepare_train_dir(train_dir)  # fail fast, before the data load and model build
+    training.prepare_train_dir(train_dir, create=False)  # fail fast, leave nothing
     splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir, cfg.train_limit)
     model = magnet.build(splits.image_shape, cfg.seed)
     trainer = magnet.MagNetTrainer(model, cfg.magnet_noise, cfg.seed)
