@@ -65,10 +65,11 @@ def run_main_here(*args):
     return rc, out.getvalue(), err.getvalue()
 
 
-def run_pipeline(root, *common, model):
+def run_pipeline(root, *common, model, runner=None):
     """train_gan (2 iterations) -> train_classifier `model` -> whitebox FGSM through Defense-GAN
     with BPDA, through main.py with `common` flags, each writing under `root` (gan/,
-    classifier/, whitebox/). Fails the test with the output of the first step that fails."""
+    classifier/, whitebox/). Fails the test with the output of the first step that fails.
+    runner: how main.py is run (default run_main)."""
     for name, flags in (
             ("gan", ("--mode=train_gan", "--iterations=2", f"--train_dir={root / 'gan'}")),
             ("classifier", ("--mode=train_classifier", f"--model={model}",
@@ -77,7 +78,7 @@ def run_pipeline(root, *common, model):
                           "--gradient=bpda", "--attack=fgsm", f"--gan_dir={root / 'gan'}",
                           f"--classifier_dir={root / 'classifier'}",
                           f"--results_dir={root / 'whitebox'}"))):
-        rc, out, err = run_main(*common, *flags)
+        rc, out, err = (runner or run_main)(*common, *flags)
         assert rc == 0, f"{name} failed ({rc}):\n{out}\n{err}"
     return root
 

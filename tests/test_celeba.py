@@ -6,6 +6,8 @@ generated images (flags/smoke.cfg: tiny batches, L=3, R=2)."""
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -270,6 +272,30 @@ def test_e2e_whitebox_attacks_in_minus_one_one_with_the_releases_eps(celeba_e2e)
     assert np.abs(adv - clean).max() == pytest.approx(0.3, abs=1e-5)
     assert metrics["mean_linf"] == pytest.approx(0.3, abs=1e-5)
     assert (celeba_e2e / "whitebox" / "examples.png").is_file()
+
+
+# The same path reading TFDS celeb_a, faked offline by tfds.testing.mock_data inside each
+# main.py process (the mock patches the process that loads the data).
+MOCKED_MAIN = ("import sys, tensorflow_datasets as tfds\n"
+               "from defense_gan.cli_main import run\n"
+               "with tfds.testing.mock_data(num_examples=24):\n"
+               "    run()\n")
+
+
+def run_main_with_mock_tfds(*args, timeout=300):
+    proc = subprocess.run([sys.executable, "-c", MOCKED_MAIN, *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_e2e_on_mocked_tfds_celeb_a_trains_and_defends_through_main(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    common = (f"--flagfile={SMOKE_FLAGFILE}", "--dataset=celeba", "--data_source=tfds")
+    run_pipeline(tmp_path, *common, model=MODEL, runner=run_main_with_mock_tfds)
+    result = json.loads((tmp_path / "whitebox" / "results.json").read_text())
+    assert result["flags"]["data_source"] == "tfds" and result["metrics"]["num_images"] == 8
+    with np.load(tmp_path / "whitebox" / "records" / "examples.npz") as f:
+        assert f["arr_0"].shape[1:] == (64, 64, 3)
 
 
 @pytest.mark.parametrize("mode", ["blackbox", "detect"])
