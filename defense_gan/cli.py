@@ -11,8 +11,8 @@ import dataclasses
 from absl import flags
 
 from defense_gan.config import (ATTACKS, BLACKBOX_LABELS, DATASETS, DEFENSES, GRADIENTS,
-                                MAGNET_GRADIENTS, MODELS, MODES, PRECISIONS, STRATEGIES, Config,
-                                validate)
+                                MAGNET_GRADIENTS, MODELS, MODES, PRECISIONS, STRATEGIES,
+                                SUB_AUGMENTATIONS, Config, validate)
 
 FLAGS = flags.FLAGS
 _DEFINED = False
@@ -124,6 +124,13 @@ def define_flags() -> None:
                          "the training set doubles by Jacobian augmentation between rounds.")
     flags.DEFINE_integer("sub_epochs", 10, "blackbox: substitute training epochs per round.")
     flags.DEFINE_float("sub_lambda", 0.1, "blackbox: Jacobian augmentation step lambda.")
+    flags.DEFINE_enum("sub_augmentation", "fixed", SUB_AUGMENTATIONS,
+                      "blackbox: fixed: each round appends x + lambda * sign(J) to the "
+                      "substitute's points (Papernot et al.); cleverhans2017: the CleverHans "
+                      "jacobian_augmentation of late 2017 that the release used (its issue "
+                      "#321: it overwrote every other point in place, so about half the new "
+                      "points are copies and old labels sit on changed points), to measure how "
+                      "much that weaker substitute explains the paper's black-box numbers.")
     flags.DEFINE_integer("sub_init_size", 150,
                          "blackbox: the attacker's initial points, test[0:N] with their true "
                          "labels; the evaluation uses the --num_tests images after them.")

@@ -33,6 +33,9 @@ ORACLE_FAST_ITERS = 100
 ORACLE_FAST_PRUNE_AT = 0.25
 # Who labels the black-box substitute's points (see cli.py's --blackbox_labels).
 BLACKBOX_LABELS = ("defended", "target")
+# "fixed": x + lambda * sign(J) appended as new points; "cleverhans2017": the CleverHans of
+# late 2017 (issue #321), which the release and the paper used, overwrote points in place.
+SUB_AUGMENTATIONS = ("fixed", "cleverhans2017")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
@@ -91,6 +94,7 @@ class Config:
     sub_rounds: int = 6
     sub_epochs: int = 10
     sub_lambda: float = 0.1
+    sub_augmentation: str = "fixed"
     sub_init_size: int = 150
     blackbox_labels: str = "defended"
     oracle_rec_iters: int = 0
@@ -405,6 +409,8 @@ def _validate_blackbox(cfg: Config) -> None:
         _check(value >= 1, name, f"must be a positive integer, got {value}")
     _check(0.0 < cfg.sub_lambda <= 1.0, "sub_lambda",
            f"must be in (0, 1] (pixels are in [0, 1]), got {cfg.sub_lambda}")
+    _check(cfg.sub_augmentation in SUB_AUGMENTATIONS, "sub_augmentation",
+           f"'{cfg.sub_augmentation}' is not one of {', '.join(SUB_AUGMENTATIONS)}")
     _check(cfg.blackbox_labels in BLACKBOX_LABELS, "blackbox_labels",
            f"'{cfg.blackbox_labels}' is not one of {', '.join(BLACKBOX_LABELS)}")
     for name in ("oracle_rec_iters", "oracle_rec_rr"):

@@ -61,6 +61,25 @@ def jacobian_augmentation(model_fn, x, y, lam: float, batch_size: int = 500) -> 
     return tf.concat([x, x + lam * jacobian_signs(model_fn, x, y, batch_size)], axis=0)
 
 
+def cleverhans2017_layout(x, signs, lam: float) -> np.ndarray:
+    """The doubled set as CleverHans' `jacobian_augmentation` made it in late 2017 (the version
+    the release and the paper used; CleverHans issue #321, fixed after the paper):
+        X = [x; x];  for i in 0 .. N-1, in order:  X[2 i] = X[i] + lam * signs[i]
+    so the even slots of both halves are overwritten, chained through slots already changed
+    (X[2 i] builds on X[i], itself perturbed when i is even), while the odd slots of the new
+    half stay copies of old points. The caller keeps the old labels on the first half and asks
+    the oracle for the second, as the release's train_sub did.
+
+    x, signs: float32 [N, ...] (signs: sign of the Jacobian at x[i] for label y[i]). Returns
+    float32 [2N, ...]."""
+    x = np.asarray(x, np.float32)
+    out = np.concatenate([x, x])
+    signs = np.asarray(signs, np.float32)
+    for i in range(len(x)):
+        out[2 * i] = out[i] + lam * signs[i]
+    return out
+
+
 # --- training ------------------------------------------------------------------------------------
 def batch_indices(n: int, batch_size: int, rng: np.random.RandomState) -> list:
     """One epoch as CleverHans' `model_train` made it: a shuffled order cut into ceil(n / b)
@@ -237,7 +256,7 @@ def label_with_oracle(oracle, x_new, *, batch_size: int, state: SubstituteState,
 def train_substitute(model, x0, y0, *, oracle, oracle_batch_size: int, oracle_seed,
                      state: SubstituteState, rounds: int, epochs: int, lam: float,
                      batch_size: int, lr: float, seed: int, eval_x, eval_y,
-                     progress=print, on_round=None) -> list:
+                     progress=print, on_round=None, augmentation: str = "fixed") -> list:
     """Train the substitute `model` (a built classifier, x -> logits) as the module docstring
     says, resuming from `state`.
 
@@ -246,6 +265,8 @@ def train_substitute(model, x0, y0, *, oracle, oracle_batch_size: int, oracle_se
       of batch k of the points made after round r.
     eval_x, eval_y: images and true labels on which each round's accuracy is measured.
     on_round(info): called once per round finished in this process (not for resumed ones).
+    augmentation: "fixed" (x + lam * sign(J) appended) or "cleverhans2017"
+      (`cleverhans2017_layout`, the release's augmentation).
     Returns one dict per round: round, train_size, oracle_queries (the queries spent on its
     training set, cumulative), loss (last epoch), substitute_accuracy (on eval_x),
     train_seconds, and for every round but the last: new_queries (the points labelled after
@@ -266,7 +287,7 @@ def train_substitute(model, x0, y0, *, oracle, oracle_batch_size: int, oracle_se
         progress(f"[substitute] resumed after round {start}/{rounds} ({len(x)} points, "
                  f"{history[-1]['oracle_queries']} oracle queries so far)")
         x, y = _augment_and_label(model, x, y, start - 1, rounds, oracle, oracle_batch_size,
-                                  oracle_seed, state, lam, history, progress)
+                                  oracle_seed, state, lam, history, progress, augmentation)
     for r in range(start, rounds):
         t = time.time()
         loss = train_round(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -282,23 +303,30 @@ def train_substitute(model, x0, y0, *, oracle, oracle_batch_size: int, oracle_se
                  f"{loss:.4f}, substitute accuracy {info['substitute_accuracy']:.4f} on "
                  f"{len(eval_x)} evaluation images, {info['oracle_queries']} oracle queries")
         x, y = _augment_and_label(model, x, y, r, rounds, oracle, oracle_batch_size,
-                                  oracle_seed, state, lam, history, progress)
+                                  oracle_seed, state, lam, history, progress, augmentation)
         if on_round:
             on_round(history[-1])
     return history
 
 
 def _augment_and_label(model, x, y, r, rounds, oracle, oracle_batch_size, oracle_seed, state,
-                       lam, history, progress):
+                       lam, history, progress, augmentation="fixed"):
     """After round r (unless it is the last): the doubled set with the oracle's labels of the
     new half; records the queries in history[r]. Returns (x, y)."""
     if r >= rounds - 1:
         return x, y
-    x_new = state.augmented(r)
-    if x_new is None or len(x_new) != len(x):
-        x_new = jacobian_augmentation(lambda t: model(t, training=False), x, y, lam
-                                      ).numpy()[len(x):]
-        state.save_augmented(r, x_new)
+    model_fn = lambda t: model(t, training=False)  # noqa: E731
+    if augmentation == "cleverhans2017":  # the first half changes too: the file holds both
+        doubled = state.augmented(r)
+        if doubled is None or len(doubled) != 2 * len(x):
+            doubled = cleverhans2017_layout(x, jacobian_signs(model_fn, x, y).numpy(), lam)
+            state.save_augmented(r, doubled)
+        x, x_new = doubled[:len(x)], doubled[len(x):]
+    else:
+        x_new = state.augmented(r)
+        if x_new is None or len(x_new) != len(x):
+            x_new = jacobian_augmentation(model_fn, x, y, lam).numpy()[len(x):]
+            state.save_augmented(r, x_new)
     t = time.time()
     y_new, asked = label_with_oracle(
         oracle, x_new, batch_size=oracle_batch_size, state=state, r=r,

@@ -85,7 +85,7 @@ def column_of(run) -> str | None:
     """The Table 1 column a run fills (None: not a Table 1 run, e.g. another L, labels or
     oracle projection)."""
     s = run["settings"]
-    if s["oracle"]["labels"] != "defended" or not table_oracle(run):
+    if s["oracle"]["labels"] != "defended" or not table_oracle(run) or augmentation_of(run):
         return None
     defense = s["defense"]
     if defense == "defense_gan":
@@ -95,6 +95,12 @@ def column_of(run) -> str | None:
     if defense == "adv_tr":
         return f"adv{s.get('adv_train_eps', 0.15):g}"
     return defense if defense in ("none", "magnet") else None
+
+
+def augmentation_of(run) -> str | None:
+    """The substitute's non-default Jacobian augmentation (--sub_augmentation), else None."""
+    text = run["settings"]["substitute"].get("augmentation")
+    return text.split(":")[0] if text else None
 
 
 def eps_of(run) -> float:
@@ -158,7 +164,8 @@ def table3(runs, dataset: str) -> list:
            and r["settings"].get("classifier_variant") == "rec"
            and r["settings"]["model"] == "F" and r["settings"]["substitute"]["model"] == "E"
            and (r["settings"]["rec_iters"], r["settings"]["rec_rr"]) == (400, 10)
-           and r["settings"]["oracle"]["labels"] == "defended" and table_oracle(r)]
+           and r["settings"]["oracle"]["labels"] == "defended" and table_oracle(r)
+           and not augmentation_of(r)]
     lines = ["| eps | Defense-GAN-Rec (ours) | paper (mean±std) | run |", "|---|---|---|---|"]
     for eps, value in PAPER_TABLE3[dataset].items():
         r = results.most_images([x for x in rec if eps_of(x) == eps])
@@ -173,7 +180,7 @@ def other_runs(runs, dataset: str) -> list:
     for r in runs:
         in_table3 = (r["settings"]["defense"] == "defense_gan"
                      and r["settings"]["rec_iters"] == 400 and table_oracle(r))
-        if (column_of(r) is not None and eps_of(r) == 0.3) or in_table3:
+        if (column_of(r) is not None and eps_of(r) == 0.3) or in_table3 or augmentation_of(r):
             continue
         s = r["settings"]
         out.append(f"- {s['model']}/{s['substitute']['model']}, --defense={s['defense']}, "
@@ -181,6 +188,47 @@ def other_runs(runs, dataset: str) -> list:
                    f"{'' if s['oracle'].get('rec_iters') is None else ', ' + oracle_text(r)}), "
                    f"eps {eps_of(r):g}: {accuracy(r)} ({link(r)})")
     return out
+
+
+def augmentation_comparison(runs, dataset: str) -> list:
+    """Runs whose substitute used the release's Jacobian augmentation (--sub_augmentation=
+    cleverhans2017), each beside the table cell it mirrors (same classifier, substitute,
+    defense and oracle, the fixed augmentation) and the paper's value."""
+    by_cell = {}
+    for r in runs:
+        col = column_of(r)
+        if col is not None and eps_of(r) == 0.3:
+            row = f"{r['settings']['model']}/{r['settings']['substitute']['model']}"
+            by_cell.setdefault((row, col), []).append(r)
+    names = dict((col, title) for title, col in COLUMNS)
+    out = []
+    for r in runs:
+        aug = augmentation_of(r)
+        if not aug or eps_of(r) != 0.3:
+            continue
+        s = r["settings"]
+        mirror = {**r, "settings": {**s, "substitute": {
+            k: v for k, v in s["substitute"].items() if k != "augmentation"}}}
+        col = column_of(mirror)
+        row = f"{s['model']}/{s['substitute']['model']}"
+        if col is None:
+            continue
+        fixed = results.most_images(by_cell.get((row, col), []))
+        paper = PAPER[dataset][row][[c for _, c in COLUMNS].index(col)]
+        out.append(
+            f"- {row} {names[col]}: {accuracy(r)} with the release's augmentation ({aug}; "
+            f"substitute {accuracy(r, 'substitute_accuracy')}; {link(r)}), against "
+            + (f"{accuracy(fixed)} with the fixed one (substitute "
+               f"{accuracy(fixed, 'substitute_accuracy')}; {link(fixed)})" if fixed
+               else "no fixed-augmentation run yet")
+            + f"; paper {paper:.3f}.")
+    if not out:
+        return []
+    return ["", "**The release's substitute** (`--sub_augmentation=cleverhans2017`): the "
+            "CleverHans `jacobian_augmentation` the release used (late 2017, its issue #321, "
+            "fixed after the paper) overwrote every other point in place, so the substitute "
+            "trains on duplicates and on changed points with stale labels. Runs with it, beside "
+            "the table cell with the fixed augmentation:", "", *out]
 
 
 def defense_gan_notes(runs) -> list:
@@ -243,6 +291,7 @@ def section(root: str = REPO, dataset: str = "mnist") -> str:
               + "; black-box runs with another oracle projection are listed below the "
               "tables."]
     lines += defense_gan_notes(runs)
+    lines += augmentation_comparison(runs, dataset)
     lines += ["", "**Table 3** (model F, substitute E, Defense-GAN-Rec, L=400, R=10, FGSM "
               "black-box at each eps; 500 images per cell):", ""]
     lines += table3(runs, dataset)

@@ -74,6 +74,25 @@ def test_defense_gan_reuses_the_substitute_of_the_same_oracle_and_asks_nothing(r
     assert m["defended_clean_accuracy"] is not None
 
 
+def test_the_releases_augmentation_trains_its_own_substitute_and_says_so(
+        runs, smoke_run, smoke_classifier):
+    parent = runs["none"][0].parent
+    rc, out, err = blackbox(parent / "none_aug", smoke_run.train_dir, smoke_classifier.train_dir,
+                            "--defense=none", "--sub_augmentation=cleverhans2017")
+    assert rc == 0, f"{out}\n{err}"
+    assert "oracle labelled" in out  # not the default run's substitute
+    result = read_results(parent / "none_aug")
+    assert result["settings"]["substitute"]["augmentation"].startswith("cleverhans2017: ")
+    assert "augmentation" not in read_results(runs["none"][0])["settings"]["substitute"]
+    assert result["oracle_queries"] == INIT  # the same query budget
+
+
+def test_an_unknown_augmentation_from_the_api_is_refused_naming_the_flag():
+    from defense_gan.config import Config, ConfigError, validate
+    with pytest.raises(ConfigError, match="^--sub_augmentation: 'bogus' is not one of"):
+        validate(Config(mode="blackbox", sub_augmentation="bogus"))
+
+
 def test_records_use_test_set_indices_and_the_whitebox_keys(runs):
     batch = json.loads((runs["defense_gan"][0] / "records" / "batch_00000.json").read_text())
     record = batch["records"][0]
@@ -193,7 +212,9 @@ def test_a_magnet_oracle_answers_the_reformed_label(runs, smoke_run, smoke_class
     ({"defense": "magnet"}, "A_magnet_subB_fpr0.001_oracleL100R10_prune0.25k2_eps0.3_n500"),
     ({"defense": "none", "oracle_precision": "bfloat16"},
      "A_none_subB_oracleL100R10_prune0.25k2_bf16_eps0.3_n500"),
-], ids=["adv0.3", "adv0.15", "rec", "magnet", "bf16_oracle"])
+    ({"defense": "defense_gan", "sub_augmentation": "cleverhans2017"},
+     "A_defense_gan_subB_L200_R10_oracleL100R10_prune0.25k2_augcleverhans2017_eps0.3_n500"),
+], ids=["adv0.3", "adv0.15", "rec", "magnet", "bf16_oracle", "release_augmentation"])
 def test_run_names_keep_apart_the_classifier_variants_of_table_1(flags, name):
     from defense_gan.config import Config
     from defense_gan.modes import blackbox as mode

@@ -12,7 +12,7 @@ import results_blackbox  # noqa: E402
 
 def fake_run(root, folder, model, sub, defense, adv, n, dataset="mnist", labels="defended",
              eps=0.3, L=200, variant=None, adv_eps=None, clean=0.99, sub_acc=0.8,
-             oracle_precision="bfloat16", **metrics):
+             oracle_precision="bfloat16", augmentation=None, **metrics):
     settings = {"model": model, "defense": defense, "rec_iters": L, "rec_rr": 10,
                 "attack_settings": {"eps": eps}, "substitute": {"model": sub},
                 "oracle": {"labels": labels, "labelling_defense": "defense_gan",
@@ -22,6 +22,8 @@ def fake_run(root, folder, model, sub, defense, adv, n, dataset="mnist", labels=
         settings["classifier_variant"] = variant
     if adv_eps:
         settings["adv_train_eps"] = adv_eps
+    if augmentation:
+        settings["substitute"]["augmentation"] = f"{augmentation}: as the release"
     result = {"settings": settings, "written": "2026-12-02T00:00:00+00:00",
               "metrics": {"num_images": n, "adversarial_accuracy": adv,
                           "clean_accuracy": clean, "substitute_accuracy": sub_acc, **metrics}}
@@ -114,3 +116,17 @@ def test_the_table_script_labels_substitutes_with_the_tables_oracle_precision():
     with open(os.path.join(REPO, "scripts", "run_blackbox_tables.sh")) as f:
         script = f.read()
     assert f"--oracle_precision={results_blackbox.TABLE_ORACLE['precision']}" in script
+
+
+def test_a_run_with_the_releases_augmentation_stays_out_of_the_table_beside_its_cell(tmp_path):
+    root = str(tmp_path)
+    fake_run(root, "orig", "A", "B", "defense_gan", 0.55, 500, sub_acc=0.83)
+    fake_run(root, "orig_aug", "A", "B", "defense_gan", 0.85, 200, sub_acc=0.6,
+             augmentation="cleverhans2017")
+    text = results_blackbox.section(root)
+    assert row(text, "A/B").split("|")[6].strip().startswith("0.550 [")  # the fixed run
+    line = next(x for x in text.splitlines() if x.startswith("- A/B Defense-GAN-Orig:"))
+    assert line.startswith("- A/B Defense-GAN-Orig: 0.850 [")
+    assert "(cleverhans2017; substitute 0.600" in line and "against 0.550 [" in line
+    assert line.endswith("; paper 0.928.")
+    assert "Other black-box runs" not in text

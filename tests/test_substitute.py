@@ -32,6 +32,34 @@ def test_jacobian_augmentation_doubles_the_set_and_moves_new_points_by_lambda_si
     np.testing.assert_allclose(np.abs(out[5:] - x), 0.1, atol=1e-6)  # every pixel moved
 
 
+def test_the_releases_cleverhans_augmentation_overwrites_even_slots_in_order_chained():
+    x = np.arange(4, dtype=np.float32).reshape(4, 1, 1, 1) * 10  # 0, 10, 20, 30
+    signs = np.array([1, -1, 1, 1], np.float32).reshape(4, 1, 1, 1)
+    out = substitute.cleverhans2017_layout(x, signs, 0.5)[:, 0, 0, 0]
+    # X = [x; x]; X[0] = X[0]+.5; X[2] = X[1]-.5; X[4] = X[2]+.5 (already changed); X[6] = X[3]+.5
+    np.testing.assert_array_equal(out, [0.5, 10, 9.5, 30, 10, 10, 30.5, 30])
+
+
+def test_training_with_the_releases_augmentation_keeps_old_labels_on_changed_points(
+        images, tmp_path):
+    x0, held_out = images
+    model = networks.build(networks.Classifier("E"), networks.MNIST_SHAPE)
+    state = substitute.SubstituteState(str(tmp_path), "test")
+    y0 = brightness_oracle()(x0, None)
+    calls = []
+    substitute.train_substitute(
+        model, x0, y0, oracle=brightness_oracle(calls), oracle_batch_size=8,
+        oracle_seed=lambda r, k: [0, k], state=state, rounds=2, epochs=1, lam=0.1,
+        batch_size=8, lr=1e-3, seed=0, eval_x=held_out[:8],
+        eval_y=brightness_oracle()(held_out[:8], None), progress=lambda line: None,
+        augmentation="cleverhans2017")
+    x, y = state.load_round(1, model)
+    assert len(x) == 32 and sum(calls) == 16  # only the second half was asked
+    np.testing.assert_array_equal(y[:16], y0)  # old labels on the first half ...
+    assert not np.array_equal(x[:16], x0)  # ... whose even slots moved
+    np.testing.assert_array_equal(x[17:32:2], x0[1::2])  # odd new slots: unchanged copies
+
+
 def test_an_epoch_is_ceil_n_over_b_full_batches_covering_every_point():
     batches = substitute.batch_indices(7, 3, np.random.RandomState(1))
     assert [len(b) for b in batches] == [3, 3, 3]

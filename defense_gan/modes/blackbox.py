@@ -80,6 +80,8 @@ def run_name(cfg: Config) -> str:
     for flag, default in PAPER_SUBSTITUTE.items():
         if getattr(cfg, flag) != default:
             name += f"_{flag[4:]}{getattr(cfg, flag):g}"
+    if cfg.sub_augmentation != "fixed":
+        name += f"_aug{cfg.sub_augmentation}"
     return f"{name}_eps{cfg.fgsm_eps:g}_n{cfg.num_tests}" + (
         "_bf16" if cfg.precision == "bfloat16" and cfg.defense == "defense_gan" else "")
 
@@ -184,6 +186,11 @@ def run(cfg: Config) -> None:
         "optimizer": "Adam, a fresh one per round (as CleverHans' model_train)",
         "oracle": oracle.settings, "oracle_checkpoints": oracle.checkpoints,
         "oracle_answers": "labels (argmax) only"}
+    if cfg.sub_augmentation != "fixed":  # (absent by default: the substitutes' tags stay)
+        sub_settings["augmentation"] = (
+            f"{cfg.sub_augmentation}: CleverHans' jacobian_augmentation as the release ran it "
+            "(issue #321): X = [x; x], X[2i] = X[i] + lambda * sign(J(x[i])) in order; old "
+            "labels kept on the first half, the oracle labels the second")
     # The substitute's identity: its settings and the oracle's, weights by sha256 (not by
     # folder, so a moved checkout still finds it).
     tag = rec_cache.fingerprint(dict(
@@ -211,7 +218,8 @@ def run(cfg: Config) -> None:
         state=state, rounds=cfg.sub_rounds, epochs=cfg.sub_epochs, lam=cfg.sub_lambda,
         batch_size=cfg.batch_size, lr=cfg.classifier_lr, seed=cfg.seed,
         eval_x=x_rest, eval_y=splits.y_test[first:].astype(np.int64),
-        progress=lambda line: print(line, flush=True), on_round=on_round)
+        progress=lambda line: print(line, flush=True), on_round=on_round,
+        augmentation=cfg.sub_augmentation)
     _write_substitute_scalars(writer, [h for h in history if h["round"] not in written])
     history = _with_interval(history, len(x_rest))
     final_round = cfg.sub_rounds - 1
