@@ -264,8 +264,13 @@ def defense_gan_notes(runs) -> list:
             "(and detected, see the detection section), not reproduced. Known differences from "
             "the paper: our generator trained "
             + (" / ".join(f"{i:,}" for i in sorted(iterations)) or "fewer")
-            + " iterations (the release 200,000), and our substitutes' FGSM transfers to the undefended classifiers more strongly than the "
-            "paper's where the No defense cell is lower than the paper's.", "", *out]
+            + " iterations (the release 200,000), and our substitutes' FGSM transfers to the "
+            "undefended classifiers more strongly than the paper's where the No defense cell is "
+            "lower than the paper's. Two release bugs weakened the paper's substitutes (README, "
+            "Black-box attack): CleverHans' Jacobian augmentation of late 2017 (issue #321; "
+            "`--sub_augmentation=cleverhans2017` reproduces it, runs below) and, for the No "
+            "defense and Adv. Tr. columns, a generator left untrained in the oracle's session "
+            "(our reading of the code; not emulated).", "", *out]
 
 
 def section(root: str = REPO, dataset: str = "mnist") -> str:
