@@ -75,12 +75,16 @@ def test_defense_gan_reuses_the_substitute_of_the_same_oracle_and_asks_nothing(r
 
 
 def test_the_releases_augmentation_trains_its_own_substitute_and_says_so(
-        runs, smoke_run, smoke_classifier):
-    parent = runs["none"][0].parent
+        runs, smoke_run, smoke_classifier, tmp_path):
+    # In a copy of the shared runs' folder (other tests count its substitutes), whose default
+    # substitute it must not reuse.
+    parent = tmp_path / "copy"
+    shutil.copytree(runs["none"][0].parent, parent, symlinks=True)
     rc, out, err = blackbox(parent / "none_aug", smoke_run.train_dir, smoke_classifier.train_dir,
                             "--defense=none", "--sub_augmentation=cleverhans2017")
     assert rc == 0, f"{out}\n{err}"
     assert "oracle labelled" in out  # not the default run's substitute
+    assert len(list((parent / ".substitutes").iterdir())) == 2
     result = read_results(parent / "none_aug")
     assert result["settings"]["substitute"]["augmentation"].startswith("cleverhans2017: ")
     assert "augmentation" not in read_results(runs["none"][0])["settings"]["substitute"]
