@@ -81,11 +81,12 @@ def table_oracle(run) -> bool:
                for k, v in TABLE_ORACLE.items())
 
 
-def column_of(run) -> str | None:
+def column_of(run, any_augmentation: bool = False) -> str | None:
     """The Table 1 column a run fills (None: not a Table 1 run, e.g. another L, labels or
-    oracle projection)."""
+    oracle projection, or the release's substitute augmentation unless `any_augmentation`)."""
     s = run["settings"]
-    if s["oracle"]["labels"] != "defended" or not table_oracle(run) or augmentation_of(run):
+    if (s["oracle"]["labels"] != "defended" or not table_oracle(run)
+            or (augmentation_of(run) and not any_augmentation)):
         return None
     defense = s["defense"]
     if defense == "defense_gan":
@@ -126,16 +127,24 @@ def oracle_text(run) -> str:
     return text
 
 
-def table(runs, dataset: str) -> list:
-    """Markdown lines of the Table 1/2 layout: one row per classifier/substitute pair, each
-    cell `ours [Wilson 95%] n=N (paper)` with a link to its results.json."""
+def row_of(run) -> str:
+    return f"{run['settings']['model']}/{run['settings']['substitute']['model']}"
+
+
+def table_cells(runs) -> dict:
+    """{(row, column): [runs]} of the eps-0.3 runs that fill a Table 1 cell."""
     cells = {}
     for r in runs:
         col = column_of(r)
-        if col is None or eps_of(r) != 0.3:
-            continue
-        row = f"{r['settings']['model']}/{r['settings']['substitute']['model']}"
-        cells.setdefault((row, col), []).append(r)
+        if col is not None and eps_of(r) == 0.3:
+            cells.setdefault((row_of(r), col), []).append(r)
+    return cells
+
+
+def table(runs, dataset: str) -> list:
+    """Markdown lines of the Table 1/2 layout: one row per classifier/substitute pair, each
+    cell `ours [Wilson 95%] n=N (paper)` with a link to its results.json."""
+    cells = table_cells(runs)
     paper = PAPER[dataset]
     lines = ["| classifier/substitute | substitute accuracy | " + " | ".join(
         t for t, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
@@ -194,25 +203,15 @@ def augmentation_comparison(runs, dataset: str) -> list:
     """Runs whose substitute used the release's Jacobian augmentation (--sub_augmentation=
     cleverhans2017), each beside the table cell it mirrors (same classifier, substitute,
     defense and oracle, the fixed augmentation) and the paper's value."""
-    by_cell = {}
-    for r in runs:
-        col = column_of(r)
-        if col is not None and eps_of(r) == 0.3:
-            row = f"{r['settings']['model']}/{r['settings']['substitute']['model']}"
-            by_cell.setdefault((row, col), []).append(r)
+    by_cell = table_cells(runs)
     names = dict((col, title) for title, col in COLUMNS)
     out = []
     for r in runs:
         aug = augmentation_of(r)
-        if not aug or eps_of(r) != 0.3:
+        col = column_of(r, any_augmentation=True)
+        if not aug or col is None or eps_of(r) != 0.3:
             continue
-        s = r["settings"]
-        mirror = {**r, "settings": {**s, "substitute": {
-            k: v for k, v in s["substitute"].items() if k != "augmentation"}}}
-        col = column_of(mirror)
-        row = f"{s['model']}/{s['substitute']['model']}"
-        if col is None:
-            continue
+        row = row_of(r)
         fixed = results.most_images(by_cell.get((row, col), []))
         paper = PAPER[dataset][row][[c for _, c in COLUMNS].index(col)]
         out.append(
