@@ -1,7 +1,8 @@
 """Attack x defense over fixed-size batches -> per-example records, resumable per batch.
 
 Each batch's records are written atomically to `<records_dir>/batch_<k>.json` together with a
-fingerprint of the settings; a rerun with the same settings skips finished batches, so a long
+fingerprint of the settings (without the checkout's folders: a clone elsewhere resumes the
+same records); a rerun with the same settings skips finished batches, so a long
 evaluation killed at any point loses at most one batch. Reconstructions of clean test images
 depend only on the generator, L, R, lr, seed and batch, so they are cached across runs
 (`projection_cache`), which halves the cost of evaluating many attacks and models.
@@ -43,7 +44,7 @@ from defense_gan.checkpoints import cpu_name
 from defense_gan.errors import ConfigError
 from defense_gan.files import write_bytes_atomic, write_json_atomic
 from defense_gan.projection import pad_batch
-from defense_gan.rec_cache import ProjectionCache, fingerprint
+from defense_gan.rec_cache import ProjectionCache, fingerprint, portable, portable_fingerprint
 
 # Batch k's fresh-seed projection uses [seed, k + FRESH_SEED_OFFSET]: never an attack seed,
 # which are [seed, k] for k < the number of batches (at most the test set's size).
@@ -51,14 +52,22 @@ FRESH_SEED_OFFSET = 1 << 20
 PROGRESS_EVERY_SECONDS = 10.0  # at most one progress line per this many seconds (and the last)
 
 
-def _saved_batch(path: str, tag: str, count: int) -> dict | None:
-    """The saved records file at `path` if it holds `count` records made with settings
-    fingerprint `tag`, else None."""
+def _saved_batch(path: str, settings: dict, tag: str, count: int) -> dict | None:
+    """The saved records file at `path` if it holds `count` records made with `settings`, else
+    None. `tag` is portable_fingerprint(settings); records written before fingerprints were
+    portable (their tag hashed the checkout's absolute folders) are accepted when their own
+    settings hash to their tag and equal `settings` up to those folders."""
     if not os.path.isfile(path):
         return None
     with open(path) as f:
         saved = json.load(f)
-    if saved.get("fingerprint") == tag and len(saved["records"]) == count:
+    if len(saved.get("records", ())) != count:
+        return None
+    if saved.get("fingerprint") == tag:
+        return saved
+    old = saved.get("settings")
+    if (old is not None and saved.get("fingerprint") == fingerprint(old)
+            and portable(old) == portable(settings)):
         return saved
     return None
 
@@ -70,9 +79,9 @@ def _batch_path(records_dir: str, k: int) -> str:
 def missing_batches(records_dir: str, settings: dict, n: int, batch_size: int) -> list:
     """Indices of the batches of an n-image evaluation with `settings` that have no complete
     records file yet."""
-    tag = fingerprint(settings)
+    tag = portable_fingerprint(settings)
     return [k for k in range(-(-n // batch_size))
-            if _saved_batch(_batch_path(records_dir, k), tag,
+            if _saved_batch(_batch_path(records_dir, k), settings, tag,
                             min(n, (k + 1) * batch_size) - k * batch_size) is None]
 
 
@@ -123,7 +132,7 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
     `batches_resumed`, and `cpus` (CPU name -> batches computed on it).
     """
     os.makedirs(records_dir, exist_ok=True)
-    tag = fingerprint(settings)
+    tag = portable_fingerprint(settings)
     n = len(images)
     # Totals over every batch, resumed ones included (their timing is saved with their
     # records), so a run that spans several sessions or machines reports all of its batches.
@@ -142,7 +151,7 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
     for k in mine:
         lo, hi = k * batch_size, min(n, (k + 1) * batch_size)
         path = _batch_path(records_dir, k)
-        saved = _saved_batch(path, tag, hi - lo)
+        saved = _saved_batch(path, settings, tag, hi - lo)
         if saved is not None:
             records.extend(saved["records"])
             stats["batches_resumed"] += 1

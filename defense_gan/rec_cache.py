@@ -39,6 +39,27 @@ def fingerprint(settings: dict) -> str:
                           ).hexdigest()[:16]
 
 
+def portable(settings):
+    """`settings` as JSON values, without what depends on where the checkout lives, for
+    comparing runs made in different clones: a "folder" beside a "sha256" is dropped (the
+    files' hashes name the weights) and any other absolute path keeps only its base name."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()
+                    if not (k == "folder" and "sha256" in value)}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        if isinstance(value, str) and os.path.isabs(value):
+            return os.path.basename(os.path.normpath(value))
+        return value
+    return strip(json.loads(json.dumps(settings, default=str)))
+
+
+def portable_fingerprint(settings: dict) -> str:
+    """fingerprint(portable(settings)): the same in every clone of the repository."""
+    return fingerprint(portable(settings))
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from defense_gan import stats, summaries
 from defense_gan.files import write_json_atomic, write_text_atomic
+from defense_gan.rec_cache import portable
 
 TABLE_HEADER = ("| model | attack | defense | gradient | L | R | images | clean acc | "
                 "adversarial acc | defended clean acc | undefended adv acc | mean L2 | "
@@ -28,10 +29,13 @@ def load(results_dir: str) -> dict:
 def finished_unchanged(results_dir: str, timing: dict, batch_size: int, num_images: int,
                        settings: dict) -> bool:
     """True when `evaluation.evaluate` resumed every batch (`timing`) and results.json already
-    holds these settings: nothing was computed, so the results.json of the process that
+    holds these settings (up to the checkout's folders, so a clone elsewhere keeps the committed
+    file): nothing was computed, so the results.json of the process that
     finished the run (its timing and environment) is kept and a rerun changes no file."""
-    return (timing["batches_resumed"] * batch_size >= num_images
-            and load(results_dir).get("settings") == settings)
+    saved = load(results_dir).get("settings")
+    return (timing["batches_resumed"] * batch_size >= num_images and saved is not None
+            and portable(saved) == portable(settings))
+
 
 
 def most_images(runs):

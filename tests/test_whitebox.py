@@ -143,15 +143,21 @@ def test_only_iterative_attacks_through_bpda_report_accuracy_under_fresh_project
     assert result["timing"]["projected_images"] >= 3 * NUM_TESTS
 
 
-def rerun_copy(bpda_run, smoke_run, smoke_classifier, tmp_path, drop_results=False):
+def rerun_copy(bpda_run, smoke_run, smoke_classifier, tmp_path, drop_results=False,
+               moved=False):
     """Copy the finished BPDA run, optionally without its results.json (as if killed after its
-    last batch), and rerun the same command on the copy: (results_dir, stdout)."""
+    last batch), and rerun the same command on the copy: (results_dir, stdout). moved: the
+    checkpoints are read from copies in other folders (a clone of the repository elsewhere)."""
     results_dir = tmp_path / bpda_run[0].name
     shutil.copytree(bpda_run[0], results_dir)
     if drop_results:
         (results_dir / "results.json").unlink()
-    rc, out, err = whitebox(results_dir, smoke_run.train_dir, smoke_classifier.train_dir,
-                            *BPDA_FLAGS)
+    gan_dir, classifier_dir = smoke_run.train_dir, smoke_classifier.train_dir
+    if moved:
+        gan_dir, classifier_dir = tmp_path / "clone" / "gan", tmp_path / "clone" / "classifier"
+        shutil.copytree(smoke_run.train_dir, gan_dir)
+        shutil.copytree(smoke_classifier.train_dir, classifier_dir)
+    rc, out, err = whitebox(results_dir, gan_dir, classifier_dir, *BPDA_FLAGS)
     assert rc == 0, err
     return results_dir, out
 
@@ -160,6 +166,14 @@ def test_rerunning_a_finished_run_computes_nothing_and_keeps_its_results_json(
         bpda_run, smoke_run, smoke_classifier, tmp_path):
     assert len(progress_lines(bpda_run[1])) == NUM_BATCHES  # the pattern matches fresh batches
     results_dir, out = rerun_copy(bpda_run, smoke_run, smoke_classifier, tmp_path)
+    assert progress_lines(out) == []
+    assert (results_dir / "results.json").read_bytes() == \
+        (bpda_run[0] / "results.json").read_bytes()
+
+
+def test_a_finished_run_read_with_checkpoints_in_other_folders_computes_nothing_and_keeps_it(
+        bpda_run, smoke_run, smoke_classifier, tmp_path):
+    results_dir, out = rerun_copy(bpda_run, smoke_run, smoke_classifier, tmp_path, moved=True)
     assert progress_lines(out) == []
     assert (results_dir / "results.json").read_bytes() == \
         (bpda_run[0] / "results.json").read_bytes()

@@ -292,7 +292,7 @@ def _finished_run(results_dir: str, cfg: Config, checkpoints_used: dict,
                   oracle_checkpoints: dict) -> dict | None:
     """results.json of results_dir when it was written with the same flags (but for
     --results_dir itself), the same evaluated checkpoints and the same oracle checkpoints
-    (sha256), else None. Checked before the substitute is trained: on a new machine its state
+    (sha256; their folders may differ: a clone elsewhere), else None. Checked before the substitute is trained: on a new machine its state
     (git-ignored) is gone, and retraining it only to find every evaluation batch done would
     cost a substitute's oracle queries."""
     previous = results.load(results_dir)
@@ -310,8 +310,8 @@ def _finished_run(results_dir: str, cfg: Config, checkpoints_used: dict,
                 if k != "substitute"}
 
     same = (shas(settings.get("checkpoints", {})) == shas(checkpoints_used)
-            and settings.get("substitute", {}).get("oracle_checkpoints")
-            == _json_roundtrip(oracle_checkpoints))
+            and rec_cache.portable(settings.get("substitute", {}).get("oracle_checkpoints"))
+            == rec_cache.portable(_json_roundtrip(oracle_checkpoints)))
     return previous if same else None
 
 
