@@ -137,7 +137,11 @@ def define_flags() -> None:
     flags.DEFINE_enum("blackbox_labels", "defended", BLACKBOX_LABELS,
                       "blackbox: who labels the substitute's new points. defended (the "
                       "release): the evaluated classifier behind the Defense-GAN projection, "
-                      "whatever --defense is; target: the evaluated defense itself.")
+                      "whatever --defense is; target: the evaluated defense itself; "
+                      "release_untrained (--defense=none or adv_tr): as defended but through a "
+                      "randomly initialised, untrained generator (seeded by --seed), which is "
+                      "what the release's blackbox() ran for those defenses (its new "
+                      "tf.Session initialised the generator's variables afresh).")
     flags.DEFINE_integer("oracle_rec_iters", 0,
                          "blackbox: projection steps L of oracle queries (0: see "
                          "--oracle_fast).")

@@ -32,7 +32,7 @@ DEFAULT_ADV_TRAIN_EPS = 0.15
 ORACLE_FAST_ITERS = 100
 ORACLE_FAST_PRUNE_AT = 0.25
 # Who labels the black-box substitute's points (see cli.py's --blackbox_labels).
-BLACKBOX_LABELS = ("defended", "target")
+BLACKBOX_LABELS = ("defended", "target", "release_untrained")
 # "fixed": x + lambda * sign(J) appended as new points; "cleverhans2017": the CleverHans of
 # late 2017 (issue #321), which the release and the paper used, overwrote points in place.
 SUB_AUGMENTATIONS = ("fixed", "cleverhans2017")
@@ -413,6 +413,10 @@ def _validate_blackbox(cfg: Config) -> None:
            f"'{cfg.sub_augmentation}' is not one of {', '.join(SUB_AUGMENTATIONS)}")
     _check(cfg.blackbox_labels in BLACKBOX_LABELS, "blackbox_labels",
            f"'{cfg.blackbox_labels}' is not one of {', '.join(BLACKBOX_LABELS)}")
+    _check(cfg.blackbox_labels != "release_untrained" or cfg.defense in ("none", "adv_tr"),
+           "blackbox_labels", "release_untrained reproduces the release's --defense=none and "
+           f"adv_tr runs only (with --defense={cfg.defense} the release labelled through the "
+           "trained generator: use defended)")
     for name in ("oracle_rec_iters", "oracle_rec_rr"):
         value = getattr(cfg, name)
         _check(value >= 0, name, f"must be >= 0 (0: the same as --{name[7:]}), got {value}")

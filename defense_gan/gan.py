@@ -5,6 +5,7 @@ norm over all non-batch axes, with one uniform interpolation coefficient per exa
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from defense_gan import checkpoints, dataset_spec, networks
@@ -187,6 +188,23 @@ def build_wgan(latent_dim=128, critic_iters=5, gp_weight=10.0, lr=1e-4, seed=0,
     gan.g_optimizer.build(generator.trainable_variables)
     gan.d_optimizer.build(critic.trainable_variables)
     return gan
+
+
+def untrained_generator(dataset: str, precision: str, seed: int, latent_dim: int = 128):
+    """(generator, manifest) of the data set's generator with fresh random weights drawn with
+    `seed` (the release's blackbox() labelled its none / adv_tr substitutes through one). The
+    manifest names it like a checkpoint: folder "untrained (random init, seed S)" and, as
+    "sha256", the hash of its initial weights, so whatever is keyed by sha256 tells it from a
+    trained generator and from another draw."""
+    import hashlib
+    keras.utils.set_random_seed(seed)
+    generator = networks.generator(dataset_spec.get(dataset), latent_dim, precision)
+    digest = hashlib.sha256()
+    for v in generator.weights:
+        digest.update(np.asarray(v.numpy(), np.float32).tobytes())
+    return generator, {"folder": f"untrained (random init, seed {seed})",
+                       "files": {"initial weights": digest.hexdigest()}, "iterations": 0,
+                       "latent_dim": latent_dim, "dataset": dataset}
 
 
 def load_generator(folder: str, dataset: str, precision: str = "float32",

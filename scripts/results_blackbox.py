@@ -81,12 +81,14 @@ def table_oracle(run) -> bool:
                for k, v in TABLE_ORACLE.items())
 
 
-def column_of(run, any_augmentation: bool = False) -> str | None:
+def column_of(run, release_variants: bool = False) -> str | None:
     """The Table 1 column a run fills (None: not a Table 1 run, e.g. another L, labels or
-    oracle projection, or the release's substitute augmentation unless `any_augmentation`)."""
+    oracle projection, or one reproducing a release bug (`release_bugs`) unless
+    `release_variants`)."""
     s = run["settings"]
-    if (s["oracle"]["labels"] != "defended" or not table_oracle(run)
-            or (augmentation_of(run) and not any_augmentation)):
+    labels = ("defended", "release_untrained") if release_variants else ("defended",)
+    if (s["oracle"]["labels"] not in labels or not table_oracle(run)
+            or (release_bugs(run) and not release_variants)):
         return None
     defense = s["defense"]
     if defense == "defense_gan":
@@ -102,6 +104,18 @@ def augmentation_of(run) -> str | None:
     """The substitute's non-default Jacobian augmentation (--sub_augmentation), else None."""
     text = run["settings"]["substitute"].get("augmentation")
     return text.split(":")[0] if text else None
+
+
+def release_bugs(run) -> list:
+    """Which of the release's black-box bugs the run reproduces (empty for the tables' runs):
+    its Jacobian augmentation (--sub_augmentation) and its untrained generator labelling the
+    none / adv_tr substitutes (--blackbox_labels=release_untrained)."""
+    bugs = []
+    if augmentation_of(run):
+        bugs.append(f"the release's augmentation ({augmentation_of(run)})")
+    if run["settings"]["oracle"]["labels"] == "release_untrained":
+        bugs.append("labels through an untrained generator (release_untrained)")
+    return bugs
 
 
 def eps_of(run) -> float:
@@ -174,7 +188,7 @@ def table3(runs, dataset: str) -> list:
            and r["settings"]["model"] == "F" and r["settings"]["substitute"]["model"] == "E"
            and (r["settings"]["rec_iters"], r["settings"]["rec_rr"]) == (400, 10)
            and r["settings"]["oracle"]["labels"] == "defended" and table_oracle(r)
-           and not augmentation_of(r)]
+           and not release_bugs(r)]
     lines = ["| eps | Defense-GAN-Rec (ours) | paper (mean±std) | run |", "|---|---|---|---|"]
     for eps, value in PAPER_TABLE3[dataset].items():
         r = results.most_images([x for x in rec if eps_of(x) == eps])
@@ -189,7 +203,7 @@ def other_runs(runs, dataset: str) -> list:
     for r in runs:
         in_table3 = (r["settings"]["defense"] == "defense_gan"
                      and r["settings"]["rec_iters"] == 400 and table_oracle(r))
-        if (column_of(r) is not None and eps_of(r) == 0.3) or in_table3 or augmentation_of(r):
+        if (column_of(r) is not None and eps_of(r) == 0.3) or in_table3 or release_bugs(r):
             continue
         s = r["settings"]
         out.append(f"- {s['model']}/{s['substitute']['model']}, --defense={s['defense']}, "
@@ -199,35 +213,40 @@ def other_runs(runs, dataset: str) -> list:
     return out
 
 
-def augmentation_comparison(runs, dataset: str) -> list:
-    """Runs whose substitute used the release's Jacobian augmentation (--sub_augmentation=
-    cleverhans2017), each beside the table cell it mirrors (same classifier, substitute,
-    defense and oracle, the fixed augmentation) and the paper's value."""
+def release_comparison(runs, dataset: str) -> list:
+    """Runs that reproduce the release's black-box bugs (`release_bugs`), each beside the
+    table cell it mirrors (same classifier, substitute, defense and oracle projection, without
+    the bugs) and the paper's value."""
     by_cell = table_cells(runs)
     names = dict((col, title) for title, col in COLUMNS)
     out = []
     for r in runs:
-        aug = augmentation_of(r)
-        col = column_of(r, any_augmentation=True)
-        if not aug or col is None or eps_of(r) != 0.3:
+        bugs = release_bugs(r)
+        col = column_of(r, release_variants=True)
+        if not bugs or col is None or eps_of(r) != 0.3:
             continue
         row = row_of(r)
         fixed = results.most_images(by_cell.get((row, col), []))
         paper = PAPER[dataset][row][[c for _, c in COLUMNS].index(col)]
         out.append(
-            f"- {row} {names[col]}: {accuracy(r)} with the release's augmentation ({aug}; "
-            f"substitute {accuracy(r, 'substitute_accuracy')}; {link(r)}), against "
-            + (f"{accuracy(fixed)} with the fixed one (substitute "
+            f"- {row} {names[col]}: {accuracy(r)} with {' and '.join(bugs)} (substitute "
+            f"{accuracy(r, 'substitute_accuracy')}; {link(r)}), against "
+            + (f"{accuracy(fixed)} without (substitute "
                f"{accuracy(fixed, 'substitute_accuracy')}; {link(fixed)})" if fixed
-               else "no fixed-augmentation run yet")
+               else "no run without them yet")
             + f"; paper {paper:.3f}.")
     if not out:
         return []
-    return ["", "**The release's substitute** (`--sub_augmentation=cleverhans2017`): the "
-            "CleverHans `jacobian_augmentation` the release used (late 2017, its issue #321, "
-            "fixed after the paper) overwrote every other point in place, so the substitute "
-            "trains on duplicates and on changed points with stale labels. Runs with it, beside "
-            "the table cell with the fixed augmentation:", "", *out]
+    return ["", "**The release's substitute**: two bugs of the release's black-box code "
+            "weakened the paper's substitutes. (1) The CleverHans `jacobian_augmentation` it "
+            "used (late 2017, issue #321, fixed after the paper) overwrote every other point in "
+            "place, so the substitute trains on duplicates and on changed points with stale "
+            "labels (`--sub_augmentation=cleverhans2017`). (2) For No defense and Adv. Tr., "
+            "blackbox() opens a new tf.Session in which CleverHans' model_train(init_all=False) "
+            "initialises the generator afresh, so those substitutes were labelled through an "
+            "untrained generator (our reading of the code; `--blackbox_labels="
+            "release_untrained`). Runs reproducing them, beside the table cell without them:",
+            "", *out]
 
 
 def defense_gan_notes(runs) -> list:
@@ -267,9 +286,10 @@ def defense_gan_notes(runs) -> list:
             "undefended classifiers more strongly than the paper's where the No defense cell is "
             "lower than the paper's. Two release bugs weakened the paper's substitutes (README, "
             "Black-box attack): CleverHans' Jacobian augmentation of late 2017 (issue #321; "
-            "`--sub_augmentation=cleverhans2017` reproduces it, runs below) and, for the No "
-            "defense and Adv. Tr. columns, a generator left untrained in the oracle's session "
-            "(our reading of the code; not emulated).", "", *out]
+            "`--sub_augmentation=cleverhans2017` reproduces it) and, for the No defense and "
+            "Adv. Tr. columns, a generator left untrained in the oracle's session (our reading "
+            "of the code; `--blackbox_labels=release_untrained` reproduces it); runs with them "
+            "are listed below.", "", *out]
 
 
 def section(root: str = REPO, dataset: str = "mnist") -> str:
@@ -295,7 +315,7 @@ def section(root: str = REPO, dataset: str = "mnist") -> str:
               + "; black-box runs with another oracle projection are listed below the "
               "tables."]
     lines += defense_gan_notes(runs)
-    lines += augmentation_comparison(runs, dataset)
+    lines += release_comparison(runs, dataset)
     lines += ["", "**Table 3** (model F, substitute E, Defense-GAN-Rec, L=400, R=10, FGSM "
               "black-box at each eps; 500 images per cell):", ""]
     lines += table3(runs, dataset)

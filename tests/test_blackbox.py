@@ -91,6 +91,39 @@ def test_the_releases_augmentation_trains_its_own_substitute_and_says_so(
     assert result["oracle_queries"] == INIT  # the same query budget
 
 
+def test_release_untrained_labels_through_an_untrained_generator_and_says_so(
+        runs, smoke_run, smoke_classifier, tmp_path):
+    parent = tmp_path / "copy"  # a copy: other tests count the shared folder's substitutes
+    shutil.copytree(runs["none"][0].parent, parent, symlinks=True)
+    rc, out, err = blackbox(parent / "untrained", smoke_run.train_dir,
+                            smoke_classifier.train_dir, "--defense=none",
+                            "--blackbox_labels=release_untrained")
+    assert rc == 0, f"{out}\n{err}"
+    assert "oracle labelled" in out  # not the default run's substitute
+    settings = read_results(parent / "untrained")["settings"]
+    assert settings["oracle"]["labels"] == "release_untrained"
+    assert "untrained generator" in settings["oracle"]["quirk"]
+    used = settings["substitute"]["oracle_checkpoints"]["generator"]
+    trained = read_results(runs["none"][0])["settings"]["substitute"]["oracle_checkpoints"][
+        "generator"]
+    assert used["folder"] == "untrained (random init, seed 0)" and used["iterations"] == 0
+    assert used["sha256"] != trained["sha256"]
+
+
+def test_untrained_generators_of_one_seed_are_equal_and_of_two_seeds_differ():
+    from defense_gan import gan
+    shas = [gan.untrained_generator("mnist", "float32", seed, latent_dim=8)[1]["files"]
+            for seed in (0, 0, 1)]
+    assert shas[0] == shas[1] != shas[2]
+
+
+def test_release_untrained_labels_with_defense_gan_are_refused_naming_the_flag():
+    from defense_gan.config import Config, ConfigError, validate
+    with pytest.raises(ConfigError, match="^--blackbox_labels: release_untrained reproduces"):
+        validate(Config(mode="blackbox", defense="defense_gan",
+                        blackbox_labels="release_untrained"))
+
+
 def test_an_unknown_augmentation_from_the_api_is_refused_naming_the_flag():
     from defense_gan.config import Config, ConfigError, validate
     with pytest.raises(ConfigError, match="^--sub_augmentation: 'bogus' is not one of"):

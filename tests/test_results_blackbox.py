@@ -127,6 +127,20 @@ def test_a_run_with_the_releases_augmentation_stays_out_of_the_table_beside_its_
     assert row(text, "A/B").split("|")[6].strip().startswith("0.550 [")  # the fixed run
     line = next(x for x in text.splitlines() if x.startswith("- A/B Defense-GAN-Orig:"))
     assert line.startswith("- A/B Defense-GAN-Orig: 0.850 [")
-    assert "(cleverhans2017; substitute 0.600" in line and "against 0.550 [" in line
+    assert "(cleverhans2017) (substitute 0.600" in line and "against 0.550 [" in line
     assert line.endswith("; paper 0.928.")
+    assert "Other black-box runs" not in text
+
+
+def test_a_run_labelled_through_an_untrained_generator_stays_out_beside_its_cell(tmp_path):
+    root = str(tmp_path)
+    fake_run(root, "none", "A", "B", "none", 0.40, 1850, sub_acc=0.8)
+    fake_run(root, "none_untrained", "A", "B", "none", 0.70, 1850, sub_acc=0.5,
+             labels="release_untrained", augmentation="cleverhans2017")
+    text = results_blackbox.section(root)
+    assert row(text, "A/B").split("|")[4].strip().startswith("0.400 [")  # the table's run
+    line = next(x for x in text.splitlines() if x.startswith("- A/B No defense:"))
+    assert line.startswith("- A/B No defense: 0.700 [")
+    assert "(cleverhans2017) and labels through an untrained generator" in line
+    assert "against 0.400 [" in line and line.endswith("; paper 0.634.")
     assert "Other black-box runs" not in text

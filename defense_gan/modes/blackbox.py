@@ -20,6 +20,12 @@ Who labels the substitute (--blackbox_labels):
     model. The projection of these queries may be cheaper (--oracle_rec_iters, ...).
   target: the evaluated defense itself (a MagNet oracle answers the label of the reformed
     input: labels only, no "rejected").
+  release_untrained (--defense=none or adv_tr): as defended, but the projection's generator
+    is randomly initialised (seeded by --seed), never trained. This is what the release ran
+    for those two defenses: its blackbox() opens a new tf.Session for them, and CleverHans'
+    model_train(init_all=False) initialises every variable that session has not seen,
+    the loaded generator's included. A diagnostic of the paper's No defense / Adv. Tr.
+    columns; such runs stay out of the tables.
 
 The substitute depends only on its settings and oracle, so it is kept in
 <results parent>/.substitutes/<fingerprint>/ and shared (e.g. by --defense=none and
@@ -39,8 +45,9 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from defense_gan import (attacks, checkpoints, data, evaluation, files, magnet, networks,
-                         predictors, rec_cache, results, stats, substitute, summaries)
+from defense_gan import (attacks, checkpoints, data, evaluation, files, gan, hardware, magnet,
+                         networks, predictors, rec_cache, results, stats, substitute,
+                         summaries)
 from defense_gan.config import REPO_ROOT, Config, ConfigError
 from defense_gan.defense import DefendedClassifier
 
@@ -55,9 +62,17 @@ LABEL_QUIRK = ("as the authors' release: the substitute's new points are labelle
                "(blackbox.py labels with model(gan.reconstruct(x)) in every case)")
 
 
+UNTRAINED_QUIRK = ("as the release ran --defense=none and adv_tr: the substitute's new points "
+                   "are labelled by the evaluated classifier behind a projection onto a "
+                   "randomly initialised, untrained generator (blackbox() opens a new "
+                   "tf.Session and model_train(init_all=False) initialises the generator's "
+                   "variables in it)")
+
+
 def labelling_defense(cfg: Config) -> str:
     """The defense whose answers label the substitute's points (see the module docstring)."""
-    return "defense_gan" if cfg.blackbox_labels == "defended" else cfg.defense
+    return "defense_gan" if cfg.blackbox_labels in ("defended", "release_untrained") \
+        else cfg.defense
 
 
 def run_name(cfg: Config) -> str:
@@ -158,12 +173,17 @@ def run(cfg: Config) -> None:
             classifier, cfg.resolved_magnet_dir(), cfg.dataset, splits.image_shape,
             data.to_float(splits.x_val).numpy(), cfg.magnet_fpr)
         checkpoints_used.update(used)
+    oracle_generator = generator
+    if cfg.blackbox_labels == "release_untrained":
+        oracle_precision = hardware.resolve_precision(cfg.oracle_projection()["precision"])
+        oracle_generator = (*gan.untrained_generator(cfg.dataset, oracle_precision, cfg.seed,
+                                                     cfg.latent_dim), oracle_precision)
     oracle = predictors.batch_predictor(cfg, label_defense, cfg.oracle_projection(),
                                         predictors.Loaded(
                                             classifier=(classifier, c_manifest),
                                             magnet=(defended, used, defense_settings)
                                             if cfg.defense == "magnet" else None,
-                                            generator=generator))
+                                            generator=oracle_generator))
     # Checked after every checkpoint loaded, so a bad flag elsewhere creates no folder.
     problem = files.writable_dir_problem(results_dir)
     if problem:
@@ -247,7 +267,8 @@ def run(cfg: Config) -> None:
         "checkpoints": checkpoints_used,
         "substitute": dict(sub_settings, rounds=cfg.sub_rounds, fingerprint=tag),
         "oracle": {"labels": cfg.blackbox_labels, "labelling_defense": label_defense,
-                   "quirk": LABEL_QUIRK if cfg.blackbox_labels == "defended" else None,
+                   "quirk": {"defended": LABEL_QUIRK, "release_untrained": UNTRAINED_QUIRK}.get(
+                       cfg.blackbox_labels),
                    **oracle.settings}}
     if cfg.defense == "defense_gan" and cfg.rec_prune_at:
         run_settings.update(rec_prune_at=cfg.rec_prune_at, rec_keep=cfg.rec_keep)
