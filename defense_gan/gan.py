@@ -4,6 +4,8 @@ The release computed the gradient-penalty norm over one spatial axis only; here 
 norm over all non-batch axes, with one uniform interpolation coefficient per example.
 """
 
+import hashlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -196,7 +198,6 @@ def untrained_generator(dataset: str, precision: str, seed: int, latent_dim: int
     manifest names it like a checkpoint: folder "untrained (random init, seed S)" and, as
     "sha256", the hash of its initial weights, so whatever is keyed by sha256 tells it from a
     trained generator and from another draw."""
-    import hashlib
     keras.utils.set_random_seed(seed)
     generator = networks.generator(dataset_spec.get(dataset), latent_dim, precision)
     digest = hashlib.sha256()

@@ -21,11 +21,11 @@ Who labels the substitute (--blackbox_labels):
   target: the evaluated defense itself (a MagNet oracle answers the label of the reformed
     input: labels only, no "rejected").
   release_untrained (--defense=none or adv_tr): as defended, but the projection's generator
-    is randomly initialised (seeded by --seed), never trained. This is what the release ran
-    for those two defenses: its blackbox() opens a new tf.Session for them, and CleverHans'
-    model_train(init_all=False) initialises every variable that session has not seen,
-    the loaded generator's included. A diagnostic of the paper's No defense / Adv. Tr.
-    columns; such runs stay out of the tables.
+    is randomly initialised (seeded by --seed), never trained. This is what the release's
+    code runs for those two defenses, on our reading: its blackbox() opens a new tf.Session
+    for them, and CleverHans' model_train(init_all=False) initialises every variable that
+    session has not seen, the loaded generator's included. A diagnostic of the paper's No
+    defense / Adv. Tr. columns; such runs stay out of the tables.
 
 The substitute depends only on its settings and oracle, so it is kept in
 <results parent>/.substitutes/<fingerprint>/ and shared (e.g. by --defense=none and
@@ -313,9 +313,9 @@ def _finished_run(results_dir: str, cfg: Config, checkpoints_used: dict,
                   oracle_checkpoints: dict) -> dict | None:
     """results.json of results_dir when it was written with the same flags (but for
     --results_dir itself), the same evaluated checkpoints and the same oracle checkpoints
-    (sha256; their folders may differ: a clone elsewhere), else None. Checked before the substitute is trained: on a new machine its state
-    (git-ignored) is gone, and retraining it only to find every evaluation batch done would
-    cost a substitute's oracle queries."""
+    (sha256; their folders may differ: a clone elsewhere), else None. Checked before the
+    substitute is trained: on a new machine its state (git-ignored) is gone, and retraining
+    it only to find every evaluation batch done would cost a substitute's oracle queries."""
     previous = results.load(results_dir)
     settings = previous.get("settings", {})
 
