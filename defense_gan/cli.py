@@ -140,8 +140,9 @@ def define_flags() -> None:
                       "whatever --defense is; target: the evaluated defense itself; "
                       "release_untrained (--defense=none or adv_tr): as defended but through a "
                       "randomly initialised, untrained generator (seeded by --seed), which is "
-                      "what the release's blackbox() ran for those defenses (its new "
-                      "tf.Session initialised the generator's variables afresh).")
+                      "what the release's blackbox() ran for those defenses on our reading of "
+                      "its code (its new tf.Session initialised the generator's variables "
+                      "afresh).")
     flags.DEFINE_integer("oracle_rec_iters", 0,
                          "blackbox: projection steps L of oracle queries (0: see "
                          "--oracle_fast).")

@@ -197,7 +197,8 @@ def untrained_generator(dataset: str, precision: str, seed: int, latent_dim: int
     `seed` (the release's blackbox() labelled its none / adv_tr substitutes through one). The
     manifest names it like a checkpoint: folder "untrained (random init, seed S)" and, as
     "sha256", the hash of its initial weights, so whatever is keyed by sha256 tells it from a
-    trained generator and from another draw."""
+    trained generator and from another draw. Sets Keras' global seed (as build_wgan does), so
+    the models built after it in the process are seeded too."""
     keras.utils.set_random_seed(seed)
     generator = networks.generator(dataset_spec.get(dataset), latent_dim, precision)
     digest = hashlib.sha256()

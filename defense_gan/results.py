@@ -37,7 +37,6 @@ def finished_unchanged(results_dir: str, timing: dict, batch_size: int, num_imag
             and portable(saved) == portable(settings))
 
 
-
 def most_images(runs):
     """Of several results.json dicts for one table cell, the run with the most images (ties:
     the newest by its "written" time), or None for no runs: the rule of every RESULTS.md

@@ -86,8 +86,7 @@ def column_of(run, release_variants: bool = False) -> str | None:
     oracle projection, or one reproducing a release bug (`release_bugs`) unless
     `release_variants`)."""
     s = run["settings"]
-    labels = ("defended", "release_untrained") if release_variants else ("defended",)
-    if (s["oracle"]["labels"] not in labels or not table_oracle(run)
+    if (s["oracle"]["labels"] not in ("defended", "release_untrained") or not table_oracle(run)
             or (release_bugs(run) and not release_variants)):
         return None
     defense = s["defense"]

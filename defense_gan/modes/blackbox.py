@@ -332,7 +332,7 @@ def _finished_run(results_dir: str, cfg: Config, checkpoints_used: dict,
 
     same = (shas(settings.get("checkpoints", {})) == shas(checkpoints_used)
             and rec_cache.portable(settings.get("substitute", {}).get("oracle_checkpoints"))
-            == rec_cache.portable(_json_roundtrip(oracle_checkpoints)))
+            == rec_cache.portable(oracle_checkpoints))
     return previous if same else None
 
 
