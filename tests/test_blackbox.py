@@ -117,6 +117,16 @@ def test_untrained_generators_of_one_seed_are_equal_and_of_two_seeds_differ():
     assert shas[0] == shas[1] != shas[2]
 
 
+def test_a_new_substitute_of_one_seed_starts_from_the_same_weights_and_of_two_seeds_not():
+    from defense_gan.modes import blackbox as mode
+
+    def initial(seed):
+        return [w.numpy() for w in mode.new_substitute("B", seed).weights]
+    first, again, other = initial(0), initial(0), initial(1)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
 def test_release_untrained_labels_with_defense_gan_are_refused_naming_the_flag():
     from defense_gan.config import Config, ConfigError, validate
     with pytest.raises(ConfigError, match="^--blackbox_labels: release_untrained reproduces"):

@@ -42,6 +42,7 @@ import io
 import os
 import sys
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -145,6 +146,15 @@ def _with_interval(history, n):
     return history
 
 
+def new_substitute(model_name: str, seed: int) -> keras.Model:
+    """Substitute `model_name` with its initial weights drawn from `seed` (Keras' global seed,
+    as the classifiers' trainer does), so a substitute can be rebuilt from scratch on another
+    machine, not only resumed from its saved rounds. (Substitutes made before this was seeded
+    keep their saved rounds: the seed is already part of their tag.)"""
+    keras.utils.set_random_seed(seed)
+    return networks.build(networks.Classifier(model_name), networks.MNIST_SHAPE)
+
+
 def run(cfg: Config) -> None:
     splits = data.load(cfg.dataset, cfg.data_source, cfg.data_dir)
     _check_test_images(cfg, len(splits.x_test))
@@ -197,7 +207,7 @@ def run(cfg: Config) -> None:
         return
 
     # --- the substitute ------------------------------------------------------------------------
-    sub = networks.build(networks.Classifier(cfg.sub_model), networks.MNIST_SHAPE)
+    sub = new_substitute(cfg.sub_model, cfg.seed)
     sub_settings = {
         "dataset": cfg.dataset, "model": cfg.sub_model, "epochs": cfg.sub_epochs,
         "lambda": cfg.sub_lambda, "initial_points": f"test[0:{first}]",
