@@ -42,9 +42,11 @@ def test_package_data_ships_every_inference_checkpoint_and_data_file_but_no_trai
         root = os.path.join(REPO, folder)
         files = [os.path.relpath(os.path.join(d, n), root)
                  for d, _, names in os.walk(root) for n in names]
+        excluded = config.get("exclude-package-data", {}).get(package, [])
         shipped[folder] = {f for f in files if any(
             fnmatch.fnmatch(f, p) and f.count(os.sep) == p.count("/")
-            for p in config["package-data"][package])}
+            for p in config["package-data"][package])
+            and not any(fnmatch.fnmatch(f, p) for p in excluded)}
         assert shipped[folder], folder
     needed = {os.path.relpath(os.path.join(d, n), os.path.join(REPO, "checkpoints"))
               for d, _, names in os.walk(os.path.join(REPO, "checkpoints"))
