@@ -75,8 +75,8 @@ def define_flags() -> None:
 
     # --- defense and evaluation (whitebox) --------------------------------------------------------
     flags.DEFINE_enum("model", "F", MODELS,
-                      "Classifier architecture (ORIGINAL.md; F is the default "
-                      "of the release).")
+                      "Classifier architecture: the release's A-F "
+                      "(defense_gan/networks.py; F is the release's default).")
     flags.DEFINE_integer("rec_iters", 200, "Projection: gradient-descent steps L.")
     flags.DEFINE_integer("rec_rr", 10, "Projection: random restarts R.")
     flags.DEFINE_float("rec_lr", 10.0, "Projection: learning rate (momentum 0.7).")

@@ -534,9 +534,10 @@ def build(runs, stale=(), sweeps=(), curves_dir=None, dataset="mnist", classifie
               "the detectors (thresholds at FPR 0.001 on validation images) flag almost every "
               "eps-0.3 FGSM image and CW image with the release's high-distortion settings.",
               "- **Adv. tr. 0.15** is the release's default training eps; the paper's Table 4 "
-              "column used eps 0.3 (our Adv. tr. 0.3 column). Empty adversarial-training, "
-              "Rec and MagNet cells are checkpoints not trained yet "
-              "(`scripts/train_baselines.sh`, `scripts/train_rec_classifiers.sh`)."]
+              "column used eps 0.3 (our Adv. tr. 0.3 column). An empty cell is a run not made "
+              "yet; the Shipped checkpoints table lists which adversarially trained, Rec and "
+              "MagNet checkpoints exist (`scripts/train_baselines.sh`, "
+              "`scripts/train_rec_classifiers.sh`; then `scripts/run_whitebox.sh`)."]
     cw_bpda = [r for r in runs if r["settings"]["attack"] == "cw"
                and r["settings"]["defense"] == "defense_gan" and r["settings"]["gradient"] == "bpda"]
     if cw_bpda:
@@ -551,8 +552,8 @@ def build(runs, stale=(), sweeps=(), curves_dir=None, dataset="mnist", classifie
                      "attack saw it, projection restarts included (the attacker knows the "
                      "defender's seed); the `fresh` figure projects the same adversarial images "
                      "with restarts the attack never saw, as a deployed defense drawing new z0 "
-                     "per input would. Attacking the randomness itself (BPDA + EOT) is a later "
-                     "issue.")
+                     "per input would. Attacks on the randomness itself (BPDA + EOT) are in the "
+                     "Adaptive evaluation section.")
     lines += ["", "## Commands", "", "Each row above comes from one of these runs:", ""]
     for r in sorted(runs, key=lambda r: r["path"]):
         m = r["metrics"]
