@@ -43,7 +43,11 @@ CLIP_MIN, CLIP_MAX = 0.0, 1.0
 DEFAULTS = dict(eps=0.3, alpha=0.05, pgd_steps=40, cw_iters=100, cw_lr=10.0, cw_c=100.0, seed=0,
                 pgd_norm="linf", pgd_step_size=None, pgd_restarts=1, pgd_eps_l2=1.98,
                 latent_iters=500, latent_lr=0.05, latent_c=1.0, clip_min=CLIP_MIN,
-                clip_max=CLIP_MAX)
+                clip_max=CLIP_MAX, labels="predicted")
+# `labels` of an attack: "predicted" (the model's prediction on the clean input unless the
+# caller gives labels: CleverHans' default, the release's) or "true" (the caller must give
+# the true labels; make_attack's callable has .true_labels so evaluation knows to).
+LABELS = {"predicted": "model prediction unless given", "true": "true labels"}
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -295,6 +299,7 @@ class CarliniWagnerL2:
           clip_min, clip_max: pixel range, clip_min < clip_max ([0, 1]).
           abort_early: stop a search step when the loss has not dropped by 0.01% over the last
             max_iterations // 10 steps (CleverHans' default True, which the release kept).
+            Not applied to an EOT model (logits [N, D, K]), whose loss is a noisy estimate.
         """
         if batch_size is not None and int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -370,7 +375,9 @@ class CarliniWagnerL2:
                 loss = tf.reduce_sum(weight * (l2 + const * f6))
             grad = tape.gradient(loss, self._modifier)
             self.optimizer.apply_gradients([(grad, self._modifier)])
-            if self.abort_early and it % check_every == 0:
+            # Under EOT (rank-3 draws) each step's loss is a fresh random estimate, so a
+            # stalled-loss test would stop on noise: the search then runs every iteration.
+            if self.abort_early and draws.shape.rank == 2 and it % check_every == 0:
                 if loss > prev * 0.9999:
                     break
                 prev = loss
@@ -565,8 +572,10 @@ def describe(name: str, **settings) -> dict:
     ones (e.g. PGD's eps_iter). Unknown name or keyword -> ValueError.
     """
     s = _settings(name, settings)
+    if s["labels"] not in LABELS:
+        raise ValueError(f"--attack_labels: one of {', '.join(LABELS)}, got '{s['labels']}'")
     out = {"attack": name, "clip_min": float(s["clip_min"]), "clip_max": float(s["clip_max"]),
-           "labels": "model prediction unless given"}
+           "labels": LABELS[s["labels"]]}
     if name == "fgsm":
         out.update(norm="linf", eps=float(s["eps"]), implementation="cleverhans.tf2 FGM")
     elif name == "rand_fgsm":
@@ -594,7 +603,7 @@ def describe(name: str, **settings) -> dict:
 
 
 def make_attack(name: str, model_fn, *, latent=None, **settings):
-    """Attack `name` on `model_fn` as a callable (x, y=None) -> x_adv float32 in
+    """Attack `name` on `model_fn` as a callable (x, y=None, batch=None) -> x_adv float32 in
     [clip_min, clip_max] (the data set's pixel range: [0, 1], CelebA [-1, 1]).
 
     Args:
@@ -612,8 +621,12 @@ def make_attack(name: str, model_fn, *, latent=None, **settings):
         cw_iters, cw_lr, cw_c: CW-L2 iterations >= 1, Adam learning rate > 0, initial
           constant > 0 (1 binary-search step, confidence 0, as the release).
         latent_iters, latent_lr, latent_c: recorded for "latent" (the LatentAttack has them).
-        seed: int. The k-th call (k = 0, 1, ...) of rand_fgsm / pgd uses the stateless seed
-          (seed, k), so a run is reproducible and batches get different noise.
+        seed: int. rand_fgsm / pgd called with batch=k use the stateless seed (seed, k), so
+          batch k's noise does not depend on which batches the process ran before (a resumed
+          or sharded run draws what a one-process run draws); called without batch, the k-th
+          call (k = 0, 1, ...) uses (seed, k).
+        labels: "predicted" (default) or "true": the callable's .true_labels says whether
+          the caller must pass y (the true labels).
         clip_min, clip_max: the pixel range; eps and alpha are in its units.
     The callable has `.settings`, the `describe` dict of this attack.
     """
@@ -624,22 +637,22 @@ def make_attack(name: str, model_fn, *, latent=None, **settings):
     width = clip["clip_max"] - clip["clip_min"]
     calls = [0]
 
-    def next_seed():
+    def next_seed(batch):
         calls[0] += 1
-        return (seed, calls[0] - 1)
+        return (seed, calls[0] - 1 if batch is None else int(batch))
 
     if name == "fgsm":
         eps = _check_eps(s["eps"], width=width)
 
-        def attack(x, y=None):
+        def attack(x, y=None, batch=None):
             return fgsm(model_fn, x, eps, y=y, **clip)
     elif name == "rand_fgsm":
         eps, alpha = _check_eps(s["eps"], width=width), float(s["alpha"])
         if not 0.0 <= alpha <= eps:
             raise ValueError(f"alpha must be in [0, eps={eps}], got {alpha}")
 
-        def attack(x, y=None):
-            return rand_fgsm(model_fn, x, eps, alpha, next_seed(), y=y, **clip)
+        def attack(x, y=None, batch=None):
+            return rand_fgsm(model_fn, x, eps, alpha, next_seed(batch), y=y, **clip)
     elif name == "pgd":
         if int(s["pgd_steps"]) < 1 or int(s["pgd_restarts"]) < 1:
             raise ValueError("pgd_steps and pgd_restarts must be >= 1")
@@ -647,24 +660,25 @@ def make_attack(name: str, model_fn, *, latent=None, **settings):
             _check_eps(s["eps"], width=width)
         budget, step = described["eps"], described["eps_iter"]
 
-        def attack(x, y=None):
-            return pgd(model_fn, x, budget, step, int(s["pgd_steps"]), next_seed(), y=y,
+        def attack(x, y=None, batch=None):
+            return pgd(model_fn, x, budget, step, int(s["pgd_steps"]), next_seed(batch), y=y,
                        norm=s["pgd_norm"], restarts=int(s["pgd_restarts"]), **clip)
     elif name == "latent":
         if latent is None:
             raise ValueError("the latent attack needs latent=(LatentAttack, z_start)")
         search, z_start = latent
 
-        def attack(x, y=None):
+        def attack(x, y=None, batch=None):
             return search(x, z_start(x), y)
     else:
         cw = CarliniWagnerL2(model_fn, learning_rate=s["cw_lr"], max_iterations=s["cw_iters"],
                              initial_const=s["cw_c"], binary_search_steps=1, confidence=0.0,
                              **clip)
 
-        def attack(x, y=None):
+        def attack(x, y=None, batch=None):
             return cw(x, y)
         attack.cw = cw
 
     attack.settings = described
+    attack.true_labels = s["labels"] == "true"
     return attack

@@ -256,6 +256,14 @@ def define_flags() -> None:
     flags.DEFINE_float("pgd_eps_l2", 1.98,
                        "PGD L2 budget (pixels in [0, 1]). 1.98 = sqrt(0.005 * 784): Athalye et "
                        "al.'s MNIST Defense-GAN distance 0.005 read as a per-pixel mean square.")
+    flags.DEFINE_enum("attack_labels", "auto", ("auto", "predicted", "true"),
+                      "The labels a whitebox attack moves away from. predicted: the attacked "
+                      "model's own prediction on the clean input (CleverHans' default when no "
+                      "labels are given, as the release ran FGSM, RAND+FGSM and CW); true: the "
+                      "test labels, as robust-accuracy evaluations do (Madry et al., Athalye "
+                      "et al.), so an image the defense already gets wrong is not pushed back "
+                      "to its true class. auto: true for pgd and latent (the adaptive attacks), "
+                      "predicted for fgsm, rand_fgsm and cw (the paper's protocol).")
     flags.DEFINE_integer("latent_iters", 500, "--attack=latent: Adam steps on z.")
     flags.DEFINE_float("latent_lr", 0.05, "--attack=latent: Adam learning rate on z.")
     flags.DEFINE_float("latent_c", 1.0,

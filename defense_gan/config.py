@@ -138,6 +138,7 @@ class Config:
     pgd_step_size: float | None = None   # None: 2.5 * eps / --pgd_steps (Madry et al.)
     pgd_restarts: int = 1
     pgd_eps_l2: float = 1.98             # Athalye et al.'s MNIST budget, see attacks.py
+    attack_labels: str = "auto"          # auto: true for pgd/latent, predicted otherwise
     latent_iters: int = 500
     latent_lr: float = 0.05
     latent_c: float = 1.0

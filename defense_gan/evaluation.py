@@ -117,7 +117,9 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
     """Run `attack` against the defense on images (float32 [N, H, W, C] in [0, 1]).
 
     classifier: x -> logits (the evaluated classifier, undefended or adversarially trained).
-    attack: x float32 [batch_size, ...] -> x_adv (already bound to its model_fn and gradient).
+    attack: (x float32 [batch_size, ...], y, batch=k) -> x_adv (already bound to its model_fn
+      and gradient); y is the batch's true labels (padded like x) if `attack.true_labels`,
+      else None (the attack uses the model's predictions); batch k seeds its noise.
     defended: a defense object (`defense.DefendedClassifier` for Defense-GAN,
       `magnet.MagNetDefense`) with purify_clean, logits, score_name, detects; or None.
     fresh_seed: also classify P(x_adv) projected with a seed the attacker never saw (one more
@@ -170,7 +172,9 @@ def evaluate(images, labels, *, classifier, attack, batch_size: int, seed: int,
             timing["projected_images"] += batch_size if fresh else 0
             timing["projection_seconds"] += time.time() - t
         t = time.time()
-        x_adv = attack(tf.constant(x)).numpy()
+        y_attack = (tf.constant(pad_batch(np.asarray(y, np.int64), batch_size))
+                    if getattr(attack, "true_labels", False) else None)
+        x_adv = attack(tf.constant(x), y_attack, batch=k).numpy()
         timing["attack_seconds"] += time.time() - t
         pred_clean = tf.argmax(classifier(x, training=False), 1).numpy()
         pred_adv = tf.argmax(classifier(x_adv, training=False), 1).numpy()

@@ -316,3 +316,27 @@ def test_an_l2_sweep_takes_budgets_above_one_and_an_linf_sweep_does_not():
         parse_sweep_eps("0.5,1.98,3")
     with pytest.raises(ConfigError, match="L2 budget must be >= 0"):
         parse_sweep_eps("-1", l2=True)
+
+
+@pytest.mark.parametrize("attack, flag, labels, suffix", [
+    ("pgd", "auto", "true", ""), ("latent", "auto", "true", ""),
+    ("fgsm", "auto", "predicted", ""), ("cw", "auto", "predicted", ""),
+    ("pgd", "predicted", "predicted", "_ypred"), ("fgsm", "true", "true", "_ytrue"),
+    ("pgd", "true", "true", "")])
+def test_adaptive_attacks_use_true_labels_and_the_papers_attacks_the_models_prediction(
+        attack, flag, labels, suffix):
+    """--attack_labels=auto: PGD and the latent attack move away from the true label; FGSM,
+    RAND+FGSM and CW keep the release's default. A non-default choice names its folder."""
+    from defense_gan.config import Config
+    from defense_gan.modes import whitebox
+    cfg = Config(model="F", attack=attack, attack_labels=flag)
+    assert whitebox.attack_labels(cfg) == labels
+    default = whitebox.run_name(Config(model="F", attack=attack))
+    assert whitebox.run_name(cfg) == default.replace("_n1000", f"{suffix}_n1000")
+
+
+def test_a_pgd_run_records_that_it_attacked_the_true_labels(tmp_path):
+    rc, out, err = run_main(*TINY, "--attack=pgd", "--defense=none", f"--results_dir={tmp_path}")
+    assert rc == 0, err
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["settings"]["attack_settings"]["labels"] == "true labels"

@@ -180,3 +180,48 @@ def test_describe_is_plain_json_with_derived_settings():
             cw["binary_search_steps"]) == (100, 10.0, 100.0, 1)
     with pytest.raises(ValueError):
         attacks.describe("pgd", epsilon=0.3)
+
+
+def test_pgd_noise_of_batch_k_does_not_depend_on_the_batches_run_before(setup):
+    """A resumed or sharded run calls the attack for batch k first; it must draw what a
+    one-process run draws for batch k."""
+    model, x, _, _ = setup
+    in_order = attacks.make_attack("pgd", model, eps=EPS, pgd_steps=2, seed=5)
+    for k in range(3):
+        third = in_order(x, batch=k).numpy()
+    resumed = attacks.make_attack("pgd", model, eps=EPS, pgd_steps=2, seed=5)
+    np.testing.assert_array_equal(resumed(x, batch=2).numpy(), third)
+    assert not np.array_equal(resumed(x, batch=0).numpy(), third)
+
+
+def test_true_label_attacks_say_so_and_use_the_labels_they_are_given(setup):
+    """labels="true" only tells the caller to pass the true labels (evaluation does): the
+    attack then moves away from them, not from the model's own prediction."""
+    model, x, _, _ = setup
+    other = tf.constant((np.argmax(model(x).numpy(), 1) + 1) % 10)  # labels the model disputes
+    predicted = attacks.make_attack("fgsm", model, eps=EPS)
+    true = attacks.make_attack("fgsm", model, eps=EPS, labels="true")
+    assert (predicted.true_labels, true.true_labels) == (False, True)
+    assert (predicted.settings["labels"], true.settings["labels"]) == (
+        "model prediction unless given", "true labels")
+    np.testing.assert_array_equal(true(x, other).numpy(), predicted(x, other).numpy())
+    assert not np.array_equal(true(x, other).numpy(), predicted(x).numpy())
+    with pytest.raises(ValueError, match="--attack_labels"):
+        attacks.make_attack("fgsm", model, labels="guessed")
+
+
+def test_cw_does_not_stop_early_on_the_noisy_loss_of_an_eot_model():
+    """A model whose loss never moves: CW stops at its first check unless the logits are EOT
+    draws [N, D, K], whose loss is a fresh random estimate each step."""
+    for eot, expected in ((False, lambda n: n < 100), (True, lambda n: n == 100)):
+        calls = tf.Variable(0)
+
+        def model_fn(x, eot=eot):
+            calls.assign_add(1)
+            logits = tf.tile(tf.constant([[5.0] + [0.0] * 9]), [tf.shape(x)[0], 1])
+            logits += 0.0 * tf.reduce_sum(x, [1, 2, 3])[:, None]
+            return tf.stack([logits, logits], 1) if eot else logits
+        cw = attacks.CarliniWagnerL2(model_fn, max_iterations=100, learning_rate=0.01,
+                                     initial_const=1e-3, binary_search_steps=1)
+        cw(tf.fill([2, 28, 28, 1], 0.5), tf.constant([0, 0]))
+        assert expected(int(calls.numpy())), (eot, int(calls.numpy()))

@@ -145,7 +145,8 @@ def test_evaluate_reprojects_adversarial_images_with_a_seed_the_attack_never_use
     from defense_gan import evaluation
     logged = DefendedClassifier(defended.classifier, SeedLoggingProjector(defended.projector),
                                 seed=3)
-    identity_attack = lambda images: images  # noqa: E731  (no projection inside the attack)
+    def identity_attack(images, y=None, batch=None):  # no projection inside the attack
+        return images
     records, _ = evaluation.evaluate(
         np.concatenate([x.numpy(), x.numpy()]), np.array([0, 3, 5, 9] * 2),
         classifier=defended.classifier, attack=identity_attack, batch_size=B, seed=3,
@@ -169,7 +170,26 @@ def test_fast_batches_print_the_first_and_last_progress_lines_only(tmp_path, mon
         tf.zeros(tf.shape(images)[0], tf.int32), 10)
     lines = []
     evaluation.evaluate(np.zeros([10, 28, 28, 1], np.float32), np.zeros(10, np.int64),
-                        classifier=classifier, attack=lambda images: images, batch_size=2,
-                        seed=0, records_dir=str(tmp_path), settings={"t": 1},
+                        classifier=classifier, attack=lambda images, y=None, batch=None: images,
+                        batch_size=2, seed=0, records_dir=str(tmp_path), settings={"t": 1},
                         progress=lines.append)
     assert [line.split()[1] for line in lines] == ["2/10", "10/10"]
+
+
+@pytest.mark.parametrize("true_labels", [False, True])
+def test_evaluate_gives_the_attack_its_batch_index_and_the_true_labels_when_it_asks(
+        tmp_path, true_labels):
+    from defense_gan import evaluation
+    seen = []
+
+    def attack(images, y=None, batch=None):
+        seen.append((batch, None if y is None else y.numpy().tolist()))
+        return images
+    attack.true_labels = true_labels
+    classifier = lambda images, training=False: tf.one_hot(  # noqa: E731
+        tf.zeros(tf.shape(images)[0], tf.int32), 10)
+    evaluation.evaluate(np.zeros([5, 28, 28, 1], np.float32), np.array([3, 1, 4, 1, 5]),
+                        classifier=classifier, attack=attack, batch_size=2, seed=0,
+                        records_dir=str(tmp_path), settings={"t": 1}, progress=lambda line: None)
+    labels = [[3, 1], [4, 1], [5, 5]] if true_labels else [None] * 3  # the last batch padded
+    assert seen == list(zip([0, 1, 2], labels))

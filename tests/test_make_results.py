@@ -210,3 +210,21 @@ def test_classifiers_reason_is_built_from_the_shipped_manifests_of_its_dataset()
                                       os.path.join(REPO, "checkpoints", "fashion_mnist", "gan"))
     bullet = next(x for x in text.splitlines() if x.startswith("- **Classifiers**"))
     assert "checkpoints/fashion_mnist/" in bullet and " B 0.788 (0.747)" in bullet
+
+
+def test_the_labels_note_counts_images_the_attack_pushed_back_to_their_true_class(
+        tmp_path, monkeypatch):
+    import json
+    monkeypatch.setattr(make_results, "REPO", str(tmp_path))
+    (tmp_path / "dg" / "records").mkdir(parents=True)
+    records = [{"label": 1, "pred_clean_defended": 2, "pred_adv_defended": 1},   # restored
+               {"label": 1, "pred_clean_defended": 2, "pred_adv_defended": 3},
+               {"label": 1, "pred_clean_defended": 1, "pred_adv_defended": 1},
+               {"label": 1, "pred_clean_defended": 1, "pred_adv_defended": 0}]
+    (tmp_path / "dg" / "records" / "batch_00000.json").write_text(
+        json.dumps({"records": records}))
+    dg = run("defense_gan", SHIPPED, path="dg")
+    dg["settings"]["gradient"] = "bpda"
+    assert "in points of accuracy: A 25.0 (" in make_results.build([dg])
+    dg["settings"]["attack_settings"] = {"labels": "true labels"}
+    assert "Labels of the attacks" not in make_results.build([dg])

@@ -50,7 +50,9 @@ def _defense_gan(cfg: Config, classifier, splits, results_dir) -> Defense:
                    else hardware.resolve_precision(a_precision))
     attack_proj = (a_iters, a_rr, a_precision)
     attack_projector = projector
-    if attack_proj != evaluated:
+    # The attack's own projections never prune restarts (--rec_prune_at): the unrolled
+    # gradient replays all R restarts for L steps, so its forward pass must not prune either.
+    if attack_proj != evaluated or (cfg.gradient == "unrolled" and cfg.rec_prune_at):
         a_generator = generator if a_precision == precision else gan.load_generator(
             cfg.resolved_gan_dir(), cfg.dataset, a_precision)[0]
         a_settings = dataclasses.replace(settings, rec_iters=a_iters, rec_rr=a_rr,
@@ -135,8 +137,24 @@ def run_name(cfg: Config) -> str:
             eps += f"_restarts{cfg.pgd_restarts}"
     if cfg.sweep_eps:  # an L-inf and an L2 sweep of the same attack must not share a folder
         eps = "_l2sweep" if l2_budget(cfg) else "_sweep"
+    if cfg.attack_labels != "auto" and attack_labels(cfg) != attack_labels(
+            dataclasses.replace(cfg, attack_labels="auto")):
+        eps += "_ytrue" if attack_labels(cfg) == "true" else "_ypred"
     return f"{name}_{cfg.attack}{eps}_n{cfg.num_tests}" + (
         "_bf16" if cfg.precision == "bfloat16" else "")
+
+
+# --attack_labels=auto: the adaptive attacks (issue 16) move away from the true label, as
+# robust-accuracy evaluations do; the paper's attacks keep the release's (CleverHans') default,
+# the model's own prediction.
+TRUE_LABEL_ATTACKS = ("pgd", "latent")
+
+
+def attack_labels(cfg: Config) -> str:
+    """'true' or 'predicted': the labels the attack moves away from (--attack_labels)."""
+    if cfg.attack_labels != "auto":
+        return cfg.attack_labels
+    return "true" if cfg.attack in TRUE_LABEL_ATTACKS else "predicted"
 
 
 def attack_projection(cfg: Config) -> tuple:
@@ -262,7 +280,7 @@ def run_one(cfg: Config) -> None:
                          pgd_restarts=cfg.pgd_restarts, pgd_eps_l2=cfg.pgd_eps_l2,
                          cw_iters=cfg.cw_iters, cw_lr=cfg.cw_lr, cw_c=cfg.cw_c,
                          latent_iters=cfg.latent_iters, latent_lr=cfg.latent_lr,
-                         latent_c=cfg.latent_c, seed=cfg.seed,
+                         latent_c=cfg.latent_c, seed=cfg.seed, labels=attack_labels(cfg),
                          clip_min=spec.clip_min, clip_max=spec.clip_max)
     attack = attacks.make_attack(cfg.attack, model_fn, latent=built.latent if built else None,
                                  **attack_kwargs)
