@@ -493,11 +493,13 @@ class LatentAttack:
     """
 
     def __init__(self, generator, classifier, *, iters: int = 500, lr: float = 0.05,
-                 c: float = 1.0):
-        """generator: z float32 [N, latent_dim] -> images in [0, 1]; classifier: images ->
-        logits [N, K]; iters >= 1 Adam steps with learning rate lr > 0; c > 0."""
+                 c: float = 1.0, clip_min: float = CLIP_MIN, clip_max: float = CLIP_MAX):
+        """generator: z float32 [N, latent_dim] -> images in [clip_min, clip_max] (the data
+        set's pixel range: [0, 1], CelebA [-1, 1]); classifier: images -> logits [N, K];
+        iters >= 1 Adam steps with learning rate lr > 0; c > 0."""
         if int(iters) < 1 or not lr > 0 or not c > 0:
             raise ValueError("iters must be >= 1, lr and c > 0")
+        self.clip_min, self.clip_max = float(clip_min), float(clip_max)
         self.generator, self.classifier = generator, classifier
         self.iters, self.lr, self.c = int(iters), float(lr), float(c)
         self.optimizer = keras.optimizers.Adam(self.lr)
@@ -531,15 +533,17 @@ class LatentAttack:
         return best
 
     def __call__(self, x, z0, y=None) -> tf.Tensor:
-        """x [N, H, W, C] in [0, 1]; z0 float32 [N, latent_dim] (fixed N: traced once);
-        y None (the classifier's prediction on G(z0)) or int [N] -> float32 [N, H, W, C]."""
-        x = _images(x)
+        """x [N, H, W, C] in [clip_min, clip_max]; z0 float32 [N, latent_dim] (fixed N: traced
+        once); y None (the classifier's prediction on G(z0)) or int [N] -> float32
+        [N, H, W, C]."""
+        x = _images(x, self.clip_min, self.clip_max)
         z0 = tf.cast(tf.convert_to_tensor(z0), tf.float32)
         if self._run is None:
             self._build(z0)
         if y is None:
             y = tf.argmax(self.classifier(self.generator(z0, training=False), training=False), 1)
-        return tf.clip_by_value(self._run(x, z0, tf.cast(y, tf.int32)), CLIP_MIN, CLIP_MAX)
+        return tf.clip_by_value(self._run(x, z0, tf.cast(y, tf.int32)), self.clip_min,
+                                self.clip_max)
 
 
 # --- by name ---------------------------------------------------------------------------------

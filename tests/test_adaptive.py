@@ -340,3 +340,18 @@ def test_a_pgd_run_records_that_it_attacked_the_true_labels(tmp_path):
     assert rc == 0, err
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["settings"]["attack_settings"]["labels"] == "true labels"
+
+
+def test_the_latent_attack_works_in_a_data_sets_own_pixel_range():
+    """CelebA's pixels are in [-1, 1]: the search accepts them and returns images there."""
+    import keras
+
+    z_in = keras.Input((LATENT,))
+    tanh_generator = keras.Model(z_in, keras.layers.Reshape((28, 28, 1))(
+        keras.layers.Dense(784, activation="tanh")(z_in)))
+    mlp = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                            keras.layers.Dense(10)])
+    x = tf.constant(np.random.default_rng(1).uniform(-1, 1, (B, 28, 28, 1)), tf.float32)
+    search = attacks.LatentAttack(tanh_generator, mlp, iters=5, clip_min=-1.0, clip_max=1.0)
+    out = search(x, tf.zeros([B, LATENT]), tf.zeros([B], tf.int32)).numpy()
+    assert out.min() >= -1.0 and out.max() <= 1.0 and out.min() < 0.0

@@ -68,7 +68,10 @@ def _defense_gan(cfg: Config, classifier, splits, results_dir) -> Defense:
     if cfg.attack == "latent":
         latent = (attacks.LatentAttack(attack_projector.generator, classifier,
                                        iters=cfg.latent_iters, lr=cfg.latent_lr,
-                                       c=cfg.latent_c), defended.latent_start)
+                                       c=cfg.latent_c,
+                                       clip_min=dataset_spec.get(cfg.dataset).clip_min,
+                                       clip_max=dataset_spec.get(cfg.dataset).clip_max),
+                  defended.latent_start)
     cache = rec_cache.clean_cache(os.path.dirname(results_dir), g_manifest, settings,
                                    cfg.seed, precision)
     used = {"generator": {"folder": g_manifest["folder"], "sha256": g_manifest["files"],
