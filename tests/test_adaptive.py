@@ -355,3 +355,19 @@ def test_the_latent_attack_works_in_a_data_sets_own_pixel_range():
     search = attacks.LatentAttack(tanh_generator, mlp, iters=5, clip_min=-1.0, clip_max=1.0)
     out = search(x, tf.zeros([B, LATENT]), tf.zeros([B], tf.int32)).numpy()
     assert out.min() >= -1.0 and out.max() <= 1.0 and out.min() < 0.0
+
+
+def test_the_unrolled_gradient_gets_an_unpruned_projector_when_the_defender_prunes(tmp_path):
+    """Projector.unrolled replays every restart for L steps; a pruning forward pass would
+    differ from what it differentiates."""
+    from defense_gan.config import Config
+    from defense_gan.modes import whitebox
+    classifier, _ = classifiers.load_classifier(
+        os.path.join(REPO, "checkpoints", "mnist", "classifier_F"), "mnist", "F")
+    splits = data.load("mnist")
+    for gradient, attack_prunes in (("bpda", 0.25), ("unrolled", 0.0)):
+        cfg = Config(model="F", defense="defense_gan", gradient=gradient, attack="pgd",
+                     rec_iters=4, rec_rr=2, rec_prune_at=0.25, rec_keep=1, eval_batch_size=2)
+        built = whitebox._defense_gan(cfg, classifier, splits, str(tmp_path / gradient))
+        assert built.defended.projector.settings.rec_prune_at == 0.25
+        assert built.defended.attack_projector.settings.rec_prune_at == attack_prunes, gradient

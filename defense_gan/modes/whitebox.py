@@ -50,8 +50,8 @@ def _defense_gan(cfg: Config, classifier, splits, results_dir) -> Defense:
                    else hardware.resolve_precision(a_precision))
     attack_proj = (a_iters, a_rr, a_precision)
     attack_projector = projector
-    # The attack's own projections never prune restarts (--rec_prune_at): the unrolled
-    # gradient replays all R restarts for L steps, so its forward pass must not prune either.
+    # A cheaper attack projection never prunes restarts (--rec_prune_at), and neither does the
+    # unrolled gradient's: it replays all R restarts for L steps, so its forward pass must too.
     if attack_proj != evaluated or (cfg.gradient == "unrolled" and cfg.rec_prune_at):
         a_generator = generator if a_precision == precision else gan.load_generator(
             cfg.resolved_gan_dir(), cfg.dataset, a_precision)[0]
