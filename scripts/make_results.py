@@ -314,6 +314,12 @@ def gradient_text(settings):
     return text
 
 
+def labels_text(settings) -> str:
+    """'true' or 'predicted': the labels a run's attack moved away from (--attack_labels)."""
+    return ("true" if settings.get("attack_settings", {}).get("labels") == "true labels"
+            else "predicted")
+
+
 def adaptive_section(all_runs, sweeps, curves_dir=None):
     """Markdown lines of the "Adaptive evaluation" section: every adaptive run, each beside the
     same model's FGSM-through-BPDA cell (the strongest single-step number of the tables
@@ -331,10 +337,10 @@ def adaptive_section(all_runs, sweeps, curves_dir=None):
              "defender's restarts). Single-step numbers (FGSM) are upper bounds on robustness; "
              "so is every row here: a stronger attack can only lower them.", ""]
     if runs:
-        lines += ["| model | attack | budget | defense | attacker's gradient | images | "
-                  "accuracy | unseen seed | mean L2 | FGSM through BPDA | DG clean rec. "
+        lines += ["| model | attack | budget | defense | attacker's gradient | labels attacked | "
+                  "images | accuracy | unseen seed | mean L2 | FGSM through BPDA | DG clean rec. "
                   "(paper protocol) | run |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         key = lambda r: (r["settings"]["model"], r["settings"]["attack"],  # noqa: E731
                          r["settings"]["defense"], r["path"])
         for r in sorted(runs, key=key):
@@ -347,7 +353,7 @@ def adaptive_section(all_runs, sweeps, curves_dir=None):
                 if st["defense"] == "adv_tr" else "")
             lines.append(
                 f"| {st['model']} | {st['attack']} | {budget_text(st)} | {defense} | "
-                f"{gradient_text(st)} | {r['metrics']['num_images']} | "
+                f"{gradient_text(st)} | {labels_text(st)} | {r['metrics']['num_images']} | "
                 f"{accuracy_text(r, 'adversarial_accuracy')} | "
                 f"{accuracy_text(r, 'adversarial_accuracy_fresh_seed') if gan else '-'} | "
                 f"{r['metrics']['mean_l2']:.2f} | "

@@ -228,3 +228,14 @@ def test_the_labels_note_counts_images_the_attack_pushed_back_to_their_true_clas
     assert "in points of accuracy: A 25.0 (" in make_results.build([dg])
     dg["settings"]["attack_settings"] = {"labels": "true labels"}
     assert "Labels of the attacks" not in make_results.build([dg])
+
+
+def test_adaptive_rows_say_which_labels_the_attack_moved_away_from():
+    old, new = adaptive_run(), adaptive_run()
+    new["settings"]["attack_settings"] = {"labels": "true labels"}
+    new["path"] = "pgd_true"
+    text = make_results.build([old, new])
+    rows = [x for x in text[text.index("## Adaptive evaluation"):].splitlines()
+            if x.startswith("| A | pgd |")]
+    assert [("| predicted |" in x, "| true |" in x) for x in rows] == [(True, False),
+                                                                       (False, True)]
