@@ -232,7 +232,7 @@ def test_the_labels_note_counts_images_the_attack_pushed_back_to_their_true_clas
 
 def test_adaptive_rows_say_which_labels_the_attack_moved_away_from():
     old, new = adaptive_run(), adaptive_run()
-    new["settings"]["attack_settings"] = {"labels": "true labels"}
+    new["settings"]["attack_settings"]["labels"] = "true labels"
     new["path"] = "pgd_true"
     text = make_results.build([old, new])
     rows = [x for x in text[text.index("## Adaptive evaluation"):].splitlines()
